@@ -1,0 +1,335 @@
+"""The wire contract with TickStockAppV2: every channel, key, checkpoint name and field limit.
+
+Everything here is taken from the consumer's own code (shared/contract/CONSUMER_CONTRACT.md).
+Services import names from this module and never spell a channel or key themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from tickstockpl.errors import TickStockPLError
+
+# --- Identity -------------------------------------------------------------------------------------
+SOURCE_SYSTEM: Final = "TickStockPL"  # source / source_system on every message and audit row
+EVENT_PATTERN_DETECTED: Final = "pattern_detected"
+EVENT_HEARTBEAT: Final = "heartbeat"
+EVENT_SYSTEM_HEALTH: Final = "system_health"
+EVENT_BACKTEST_PROGRESS: Final = "backtest_progress"
+EVENT_BACKTEST_RESULT: Final = "backtest_result"
+
+# --- Channels the consumer subscribes to (§2.1) -----------------------------------------------------
+CHANNEL_PATTERNS: Final = "tickstock.events.patterns"
+CHANNEL_BACKTEST_PROGRESS: Final = "tickstock.events.backtesting.progress"
+CHANNEL_BACKTEST_RESULTS: Final = "tickstock.events.backtesting.results"
+CHANNEL_HEALTH: Final = "tickstock.health.status"
+PRODUCER_CHANNELS: Final = (
+    CHANNEL_PATTERNS,
+    CHANNEL_BACKTEST_PROGRESS,
+    CHANNEL_BACKTEST_RESULTS,
+    CHANNEL_HEALTH,
+)
+
+# --- Channels the consumer publishes to us (§3) -----------------------------------------------------
+CHANNEL_BACKTEST_JOBS: Final = "tickstock.jobs.backtest"
+CHANNEL_BACKTEST_CANCEL: Final = "tickstock.jobs.cancel"
+CHANNEL_RAW_TICKS: Final = "tickstock.data.raw"
+
+# --- Redis keys ------------------------------------------------------------------------------------
+# Read by the consumer with float(): epoch seconds as a float string, refreshed every <= 20 s (§5.1).
+KEY_HEARTBEAT: Final = "tickstock:producer:heartbeat"
+# The consumer's admin page checks that this one exists; same value (§5.2).
+KEY_HEARTBEAT_ALIAS: Final = "tickstockpl:heartbeat"
+# Everything the producer owns lives under this prefix, never under the consumer's tickstock:patterns:*.
+PRODUCER_PREFIX: Final = "tickstockpl:"
+KEY_OUTBOX: Final = PRODUCER_PREFIX + "outbox"  # detector LPUSHes, relay moves from the right
+KEY_PROCESSING: Final = PRODUCER_PREFIX + "outbox:processing"  # records in flight in the relay
+KEY_DEAD_LETTERS: Final = PRODUCER_PREFIX + "deadletters"  # poison records with their reason
+KEY_AUDIT_BACKLOG: Final = PRODUCER_PREFIX + "audit:backlog"  # published, audit row still to write
+KEY_REPLAY_STREAM: Final = PRODUCER_PREFIX + "stream:patterns"  # bounded replay for late consumers
+KEY_STATS: Final = PRODUCER_PREFIX + "stats"  # hash of stack-wide counters (patterns_detected, ...)
+KEY_BACKTEST_QUEUE: Final = PRODUCER_PREFIX + "backtest:queue"
+KEY_BACKTEST_RUNNING: Final = PRODUCER_PREFIX + "backtest:running"
+# Consumer-owned keys the producer must never write (§5.3).
+CONSUMER_OWNED_KEY_PATTERNS: Final = (
+    "tickstock:patterns:*",
+    "tickstock:indexes:*",
+    "tickstock:api_cache:*",
+    "tickstock:jobs:*",
+    "tickstock:user_jobs:*",
+    "tickstock:active_jobs",
+    "tickstock:alerts:*",
+)
+
+# --- integration_events checkpoints (§2.3, §4.6) ---------------------------------------------------
+CHECKPOINT_PATTERN_PUBLISHED: Final = "PATTERN_PUBLISHED"
+CHECKPOINT_PRODUCER_ALIVE: Final = "PRODUCER_ALIVE"
+CHECKPOINT_PRODUCER_STARTED: Final = "PRODUCER_STARTED"
+CHECKPOINT_EVENT_RECEIVED: Final = "EVENT_RECEIVED"  # written by the consumer
+CHECKPOINT_EVENT_PARSED: Final = "EVENT_PARSED"  # written by the consumer
+CONSUMER_SOURCE_SYSTEM: Final = "TickStockAppV2"
+
+# --- Column limits of integration_events (§4.1, §4.5) ----------------------------------------------
+MAX_SYMBOL_LEN: Final = 20
+MAX_PATTERN_LEN: Final = 50
+CONFIDENCE_DECIMALS: Final = 2  # DECIMAL(3,2)
+TIERS: Final = frozenset({"daily", "intraday", "combo"})
+NUMERIC_DATA_FIELDS: Final = ("price_change", "current_price", "volume", "timestamp", "expires_at")
+
+# The candlestick names TickStockAppV2's UI offers (§3.1); backtest jobs use them verbatim.
+UI_CANDLESTICK_PATTERNS: Final = (
+    "Doji",
+    "Hammer",
+    "ShootingStar",
+    "Engulfing",
+    "Harami",
+    "MorningStar",
+    "EveningStar",
+    "ThreeWhiteSoldiers",
+    "ThreeBlackCrows",
+    "PiercingLine",
+    "DarkCloudCover",
+)
+# The integration document's four named patterns.
+REQUIREMENTS_PATTERNS: Final = ("Volume_Spike", "Price_Breakout", "Support_Test", "Resistance_Break")
+
+
+class ContractError(TickStockPLError, ValueError):
+    """A pattern event (or one of its fields) that the consumer would mis-handle."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _is_real_number(value: object) -> bool:
+    # bool is an int subclass; numpy scalars are not int/float instances of the builtin types.
+    return type(value) in (int, float)
+
+
+def _check_number(field: str, value: object) -> float:
+    if not _is_real_number(value):
+        raise ContractError(field, f"must be a plain int or float, got {type(value).__name__}")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ContractError(field, f"must be finite, got {value!r}")
+    return number
+
+
+def _check_text(field: str, value: object, limit: int) -> str:
+    if type(value) is not str:
+        raise ContractError(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ContractError(field, "must not be empty")
+    if len(value) > limit:
+        raise ContractError(field, f"is {len(value)} characters, the limit is {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ContractError(field, "is not valid UTF-8 (lone surrogate)") from None
+    if "\x00" in value:
+        raise ContractError(field, "contains a NUL character, which PostgreSQL rejects")
+    return value
+
+
+def _check_flow_id(value: object) -> str:
+    if type(value) is not str:
+        raise ContractError("data.flow_id", f"must be a string, got {type(value).__name__}")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise ContractError("data.flow_id", f"is not a UUID: {value!r}") from None
+    if parsed.version != 4 or str(parsed) != value:
+        raise ContractError("data.flow_id", f"must be a canonical lower-case UUID4, got {value!r}")
+    return value
+
+
+def _check_extra(field: str, value: object) -> None:
+    """Extra fields travel to browsers as-is: plain JSON types only, nothing numpy, nothing NaN."""
+    if value is None or type(value) is bool:
+        return
+    if type(value) is str:
+        if value:
+            _check_text(field, value, limit=10_000)
+        return
+    if _is_real_number(value):
+        _check_number(field, value)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ContractError(field, "object keys must be strings")
+            _check_extra(f"{field}.{key}", item)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_extra(f"{field}[{index}]", item)
+        return
+    raise ContractError(field, f"has type {type(value).__name__}, which is not plain JSON")
+
+
+def round_confidence(value: object) -> float:
+    """Confidence as the database stores it: a float in 0-1, rounded to 2 dp."""
+    number = _check_number("data.confidence", value)
+    if not 0.0 <= number <= 1.0:
+        raise ContractError("data.confidence", f"must be within 0-1, got {number!r}")
+    return round(number, CONFIDENCE_DECIMALS)
+
+
+def validate_pattern_event(event: object) -> dict[str, Any]:
+    """Check an event against Appendix B items 1-5 and 9; return it unchanged or raise ContractError."""
+    if not isinstance(event, dict):
+        raise ContractError("event", f"must be a JSON object, got {type(event).__name__}")
+    expected = {"event_type", "source", "timestamp", "data"}
+    if set(event) != expected:
+        raise ContractError("event", f"envelope keys must be exactly {sorted(expected)}, got {sorted(event)}")
+    if event["event_type"] != EVENT_PATTERN_DETECTED:
+        raise ContractError("event_type", f"must be {EVENT_PATTERN_DETECTED!r}, got {event['event_type']!r}")
+    if event["source"] != SOURCE_SYSTEM:
+        raise ContractError("source", f"must be {SOURCE_SYSTEM!r}, got {event['source']!r}")
+    if type(event["timestamp"]) is not float or not math.isfinite(event["timestamp"]):
+        raise ContractError("timestamp", "must be a finite float of epoch seconds")
+    _validate_data(event["data"])
+    return event
+
+
+def _validate_data(data: object) -> None:
+    if not isinstance(data, dict):
+        raise ContractError("data", f"must be an object, got {type(data).__name__}")
+    if "data" in data:
+        raise ContractError("data.data", "nested 'data' makes the consumer read the event as double-nested")
+    for key in ("symbol", "pattern", "confidence", "flow_id"):
+        if key not in data:
+            raise ContractError(f"data.{key}", "is required")
+    _check_text("data.symbol", data["symbol"], MAX_SYMBOL_LEN)
+    _check_text("data.pattern", data["pattern"], MAX_PATTERN_LEN)
+    if "pattern_name" in data and data["pattern_name"] != data["pattern"]:
+        raise ContractError("data.pattern_name", "must equal data.pattern when sent")
+    if type(data["confidence"]) is not float or round_confidence(data["confidence"]) != data["confidence"]:
+        raise ContractError("data.confidence", "must be a float in 0-1 rounded to 2 dp")
+    _check_flow_id(data["flow_id"])
+    for key in NUMERIC_DATA_FIELDS:
+        if key in data:
+            _check_number(f"data.{key}", data[key])
+    if "expires_at" in data and "timestamp" in data and not data["expires_at"] > data["timestamp"]:
+        raise ContractError("data.expires_at", "must be later than data.timestamp")
+    _validate_tier(data)
+    if "indicators" in data:
+        if not isinstance(data["indicators"], dict):
+            raise ContractError("data.indicators", "must be an object")
+        for key, value in data["indicators"].items():
+            _check_number(f"data.indicators.{key}", value)
+    for key, value in data.items():
+        _check_extra(f"data.{key}", value)
+
+
+def _validate_tier(data: Mapping[str, Any]) -> None:
+    if ("tier" in data) != ("source" in data):
+        raise ContractError("data.tier", "tier and source must be sent together")
+    if "tier" in data:
+        if data["tier"] not in TIERS:
+            raise ContractError("data.tier", f"must be one of {sorted(TIERS)}, got {data['tier']!r}")
+        if data["source"] != data["tier"]:
+            raise ContractError("data.source", f"must equal data.tier ({data['tier']!r})")
+
+
+def build_pattern_event(
+    *,
+    symbol: str,
+    pattern: str,
+    confidence: float,
+    flow_id: str | None = None,
+    tier: str | None = None,
+    price_change: float | None = None,
+    current_price: float | None = None,
+    volume: float | None = None,
+    detected_at: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Build the exact envelope the consumer parses (single nesting, `pattern`, UUID4 flow_id).
+
+    `detected_at` becomes `data.timestamp` (the bar close, epoch seconds); `tier` is sent as both
+    `tier` and `source`, since browsers read one and the consumer's cache the other.
+    Raises ContractError naming the field when any input is out of contract.
+    """
+    data: dict[str, Any] = {
+        "symbol": symbol,
+        "pattern": pattern,
+        "confidence": round_confidence(confidence),
+        "flow_id": flow_id if flow_id is not None else str(uuid.uuid4()),
+    }
+    optional = {
+        "price_change": price_change,
+        "current_price": current_price,
+        "volume": volume,
+        "timestamp": detected_at,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            data[key] = float(_check_number(f"data.{key}", value)) if key != "volume" else value
+    if tier is not None:
+        data["tier"] = tier
+        data["source"] = tier
+    for key, value in (extra or {}).items():
+        if key in data or key == "data":
+            raise ContractError(f"data.{key}", "extra field collides with a contract field")
+        data[key] = value
+    event = {
+        "event_type": EVENT_PATTERN_DETECTED,
+        "source": SOURCE_SYSTEM,
+        "timestamp": float(time.time() if now is None else now),
+        "data": data,
+    }
+    return validate_pattern_event(event)
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    """Serialize a message for the wire: UTF-8 JSON, NaN and Infinity refused."""
+    try:
+        return json.dumps(message, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise ContractError("event", f"cannot be serialized: {exc}") from None
+    except TypeError as exc:
+        raise ContractError("event", f"has a value JSON cannot carry: {exc}") from None
+
+
+def decode_pattern_event(raw: str | bytes) -> dict[str, Any]:
+    """Parse and validate one wire message; ContractError names what is wrong."""
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError("event", f"is not JSON: {exc}") from None
+    return validate_pattern_event(message)
+
+
+def consumer_view(message: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """What TickStockAppV2's subscriber extracts: (symbol, pattern, confidence), per §2.3.
+
+    Single nesting unless `data` holds a `data` key; `pattern` first, `pattern_name` as fallback;
+    confidence defaults to 0. Used by tests to prove events survive the consumer's rules.
+    """
+    data = message.get("data", message)
+    if isinstance(data, Mapping) and "data" in data:
+        data = data["data"]
+    if not isinstance(data, Mapping):
+        return None, None, 0
+    pattern = data.get("pattern") or data.get("pattern_name")
+    return data.get("symbol"), pattern, data.get("confidence", 0)
+
+
+def audit_details(event: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """The `details` JSON of a PATTERN_PUBLISHED row: small, and enough to trace the event."""
+    data = event["data"]
+    details: dict[str, Any] = {"event_timestamp": event["timestamp"]}
+    for key in ("tier", "timeframe", "direction", "current_price", "price_change"):
+        if key in data:
+            details[key] = data[key]
+    details.update(extra)
+    return details

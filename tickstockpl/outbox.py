@@ -1,0 +1,36 @@
+"""The local Redis list between the detector and the relay (the outbox).
+
+The detector LPUSHes validated events; the relay moves them on. An invalid event never enters
+the outbox: it is rejected here, by the contract, with the field named.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from tickstockpl import contract
+from tickstockpl.errors import RedisUnavailable
+
+
+def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
+    """Validate and push pattern events onto the outbox in one round trip; return how many.
+
+    Also counts them in the stack-wide stats hash (patterns_detected, last_pattern_time), which the
+    heartbeat reports. Raises ContractError (nothing is pushed) or RedisUnavailable.
+    """
+    payloads = [contract.encode(contract.validate_pattern_event(dict(event))) for event in events]
+    if not payloads:
+        return 0
+    pipe = client.pipeline(transaction=True)
+    pipe.lpush(contract.KEY_OUTBOX, *payloads)
+    pipe.hincrby(contract.KEY_STATS, "patterns_detected", len(payloads))
+    pipe.hset(contract.KEY_STATS, "last_pattern_time", repr(time.time()))
+    try:
+        pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(f"cannot enqueue {len(payloads)} pattern(s): {exc}") from None
+    return len(payloads)

@@ -1,0 +1,198 @@
+"""Every setting, read once from the environment (and `.env`), into one frozen object.
+
+Defaults follow the integration document (Redis localhost:6379; PostgreSQL localhost:5433, database
+`tickstock`, role `app_readwrite`). No password lives in code: `.env.example` documents each variable.
+A bad value fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _positive(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def parse_positive(text: str) -> T:
+        value = parse(text)
+        if not value > 0:  # type: ignore[operator]
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse_positive
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse_choice(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse_choice
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration. Build it with `Settings.from_env()`."""
+
+    # Redis: the consumer's server, and the home of our outbox.
+    redis_host: str = _setting("REDIS_HOST", "localhost")
+    redis_port: int = _setting("REDIS_PORT", 6379, _port)
+    redis_db: int = _setting("REDIS_DB", 0, int)
+    redis_password: str = _setting("REDIS_PASSWORD", "", secret=True)
+    # PostgreSQL: the consumer's audit database.
+    postgres_host: str = _setting("POSTGRES_HOST", "localhost")
+    postgres_port: int = _setting("POSTGRES_PORT", 5433, _port)
+    postgres_db: str = _setting("POSTGRES_DB", "tickstock")
+    postgres_user: str = _setting("POSTGRES_USER", "app_readwrite")
+    postgres_password: str = _setting("POSTGRES_PASSWORD", "", secret=True)
+    database_uri: str = _setting("DATABASE_URI", "", secret=True)  # wins over the POSTGRES_* parts
+    audit_enabled: bool = _setting("TICKSTOCKPL_AUDIT_ENABLED", True, _parse_bool)
+    postgres_connect_timeout_s: int = _setting("POSTGRES_CONNECT_TIMEOUT", 3, _positive(int))
+    postgres_statement_timeout_ms: int = _setting("POSTGRES_STATEMENT_TIMEOUT_MS", 5000, _positive(int))
+    # Relay.
+    relay_batch_size: int = _setting("TICKSTOCKPL_RELAY_BATCH", 500, _positive(int))
+    relay_stale_after_s: float = _setting("TICKSTOCKPL_RELAY_STALE_AFTER", 30.0, _positive(float))
+    replay_stream_maxlen: int = _setting("TICKSTOCKPL_REPLAY_MAXLEN", 100_000, _positive(int))
+    relay_crash_at: str = _setting(
+        "TICKSTOCKPL_CRASH_AT", "", _choice("", "after_move", "after_audit", "after_publish", "before_ack")
+    )
+    # Heartbeat and health.
+    heartbeat_interval_s: float = _setting("TICKSTOCKPL_HEARTBEAT_INTERVAL", 10.0, _positive(float))
+    heartbeat_ttl_s: int = _setting("TICKSTOCKPL_HEARTBEAT_TTL", 90, _positive(int))
+    alive_row_interval_s: float = _setting("TICKSTOCKPL_ALIVE_ROW_INTERVAL", 60.0, _positive(float))
+    health_interval_s: float = _setting("TICKSTOCKPL_HEALTH_INTERVAL", 30.0, _positive(float))
+    # Detector and market data.
+    source: str = _setting("TICKSTOCKPL_SOURCE", "synthetic", _choice("synthetic", "csv", "ticks", "massive"))
+    symbols: tuple[str, ...] = _setting(
+        "TICKSTOCKPL_SYMBOLS", ("AAPL", "GOOGL", "MSFT", "TSLA", "NVDA"), _parse_list
+    )
+    synthetic_seed: int = _setting("TICKSTOCKPL_SYNTHETIC_SEED", 42, int)
+    bar_seconds: int = _setting("TICKSTOCKPL_BAR_SECONDS", 60, _positive(int))
+    speed: float = _setting("TICKSTOCKPL_SPEED", 60.0, float)  # x real time; 0 = as fast as possible
+    csv_files: tuple[str, ...] = _setting("TICKSTOCKPL_CSV_FILES", (), _parse_list)
+    massive_api_key: str = _setting("MASSIVE_API_KEY", "", secret=True)
+    massive_ws_url: str = _setting("MASSIVE_WS_URL", "wss://socket.massive.com/stocks")
+    # Exporter and backtester.
+    metrics_host: str = _setting("TICKSTOCKPL_METRICS_HOST", "127.0.0.1")
+    metrics_port: int = _setting("TICKSTOCKPL_METRICS_PORT", 9108, _port)
+    log_level: str = _setting("TICKSTOCKPL_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read the environment, with `.env` (if present) filling in what the environment lacks."""
+        values = dict(read_env_file(env_file)) if env_file else {}
+        values.update(os.environ if environ is None else environ)
+        kwargs: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            name = item.metadata["env"]
+            if values.get(name, "") == "":  # unset and empty both mean the default
+                continue
+            try:
+                kwargs[item.name] = item.metadata["parse"](values[name])
+            except ValueError as exc:
+                shown = "***" if item.metadata["secret"] else repr(values[name])
+                raise SettingsError(f"{name}={shown}: {exc}") from None
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        shown = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            shown.append(f"{item.name}={'***' if item.metadata['secret'] and value else repr(value)}")
+        return f"Settings({', '.join(shown)})"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        """A libpq connection string (DATABASE_URI if set)."""
+        if self.database_uri:
+            return self.database_uri
+        parts = {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "dbname": self.postgres_db,
+            "user": self.postgres_user,
+            "password": self.postgres_password,
+            "connect_timeout": self.postgres_connect_timeout_s,
+            "application_name": "tickstockpl",
+        }
+        return " ".join(f"{key}='{_libpq_quote(str(value))}'" for key, value in parts.items() if value != "")
+
+    @property
+    def postgres_target(self) -> str:
+        """Where the database is, for messages (never the password)."""
+        if self.database_uri:
+            return "DATABASE_URI"
+        return f"{self.postgres_user}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    @property
+    def redis_target(self) -> str:
+        return f"{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+
+def _libpq_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """Parse a dotenv file: KEY=VALUE lines, # comments, optional quotes. Missing file: nothing."""
+    env_path = Path(path)
+    if not env_path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(env_path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.removeprefix("export ").partition("=")
+        if not sep:
+            raise SettingsError(f"{env_path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
