@@ -1,0 +1,157 @@
+"""Audit rows in the consumer's `integration_events`, always through `log_integration_event(...)`.
+
+The only module that talks to PostgreSQL for the audit trail. psycopg2 errors are sorted at this
+boundary into PostgresUnavailable (try again later), AuditConfigError (wrong password, function
+or grant missing: an operator must act) and AuditDataError (this row can never be written).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+from tickstockpl import contract
+from tickstockpl.errors import AuditConfigError, AuditDataError, PostgresUnavailable
+from tickstockpl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# One round trip for a whole batch: unnest the columns and call the function once per row.
+# Confidence travels as numeric (never float8, which psycopg 3 would need cast) and details as jsonb.
+_LOG_PUBLISHED_SQL = """
+SELECT t.flow_id,
+       log_integration_event(t.flow_id, %(event_type)s, %(source)s, %(checkpoint)s, %(channel)s,
+                             t.symbol, t.pattern, t.confidence, NULL, t.details)
+FROM unnest(%(flow_ids)s::uuid[], %(symbols)s::text[], %(patterns)s::text[],
+            %(confidences)s::numeric[], %(details)s::jsonb[])
+     AS t(flow_id, symbol, pattern, confidence, details)
+{where}
+"""
+# Recovery path: a flow whose PATTERN_PUBLISHED row already exists is not logged again. The consumer's
+# DDL has no unique constraint, so concurrent relays serialize on an advisory lock; the lock is taken
+# in its own statement so that the check below sees every row committed before it was granted. The
+# function sits in the select list, so it runs only for rows that pass the filter.
+_SKIP_EXISTING = """
+WHERE NOT EXISTS (SELECT 1 FROM integration_events e
+                  WHERE e.flow_id = t.flow_id AND e.checkpoint = %(checkpoint)s
+                    AND e.source_system = %(source)s)
+"""
+_AUDIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))"
+_LOG_ROW_SQL = (
+    "SELECT log_integration_event(%s::uuid, %s, %s, %s, %s, NULL, NULL, NULL::numeric, NULL, %s::jsonb)"
+)
+
+_CONFIG_SQLSTATES = {"42883", "42P01", "42501", "28P01", "28000", "3D000", "42704"}
+_CONFIG_MESSAGES = ("password authentication failed", "does not exist", "no password supplied", "permission")
+
+
+def classify(exc: psycopg2.Error) -> Exception:
+    """Turn a psycopg2 error into ours (see module docstring)."""
+    code = getattr(exc, "pgcode", None) or ""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if code.startswith(("22", "23")):
+        return AuditDataError(message, code)
+    if code in _CONFIG_SQLSTATES:
+        return AuditConfigError(message)
+    if not code and isinstance(exc, psycopg2.OperationalError):
+        if any(text in message for text in _CONFIG_MESSAGES):
+            return AuditConfigError(message)
+    return PostgresUnavailable(message)
+
+
+class AuditLog:
+    """A lazily (re)connected psycopg2 connection that writes audit rows and commits at once.
+
+    Transactions are opened only when a batch is ready and committed immediately, because the
+    row's `timestamp` is the transaction start (contract Appendix B item 7).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: psycopg2.extensions.connection | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.audit_enabled
+
+    def connect(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg2.connect(
+                    self._settings.postgres_dsn,
+                    options=f"-c statement_timeout={self._settings.postgres_statement_timeout_ms}",
+                )
+            except psycopg2.Error as exc:
+                raise classify(exc) from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cursor:  # commits on success, rolls back on error
+                yield cursor
+        except psycopg2.Error as exc:
+            error = classify(exc)
+            if isinstance(error, PostgresUnavailable):
+                self.close()  # the connection may be half dead; start afresh next time
+            raise error from None
+
+    def log_published(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        skip_existing: bool = False,
+        extra_details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Write one PATTERN_PUBLISHED row per event in one round trip; return the flow_ids written.
+
+        With `skip_existing`, flows that already have their row are left alone (recovery after a
+        crash, deferred rows). `extra_details[i]` is merged into event i's details.
+        """
+        if not self.enabled or not events:
+            return []
+        details = [
+            json.dumps(contract.audit_details(event, **(extra_details[i] if extra_details else {})))
+            for i, event in enumerate(events)
+        ]
+        params = {
+            "flow_ids": [event["data"]["flow_id"] for event in events],
+            "symbols": [event["data"]["symbol"] for event in events],
+            "patterns": [event["data"]["pattern"] for event in events],
+            "confidences": [event["data"]["confidence"] for event in events],
+            "details": details,
+            "event_type": contract.EVENT_PATTERN_DETECTED,
+            "source": contract.SOURCE_SYSTEM,
+            "checkpoint": contract.CHECKPOINT_PATTERN_PUBLISHED,
+            "channel": contract.CHANNEL_PATTERNS,
+        }
+        sql = _LOG_PUBLISHED_SQL.format(where=_SKIP_EXISTING if skip_existing else "")
+        with self._transaction() as cursor:
+            if skip_existing:
+                cursor.execute(_AUDIT_LOCK_SQL)
+            cursor.execute(sql, params)
+            return [str(row[0]) for row in cursor.fetchall()]
+
+    def log_producer_row(
+        self, checkpoint: str, details: Mapping[str, Any], *, event_type: str = contract.EVENT_HEARTBEAT
+    ) -> None:
+        """A producer system row (PRODUCER_ALIVE, PRODUCER_STARTED); flow_id NULL keeps the view clean."""
+        if not self.enabled:
+            return
+        with self._transaction() as cursor:
+            cursor.execute(
+                _LOG_ROW_SQL,
+                (None, event_type, contract.SOURCE_SYSTEM, checkpoint, None, json.dumps(details)),
+            )
