@@ -148,9 +148,10 @@ class LocalPostgres:
     def socket_dir(self) -> Path:
         return self.directory / "socket"
 
-    def _as_owner(self) -> dict[str, object]:
+    def _owner(self) -> tuple[int | None, int | None]:
+        """(uid, gid) to run PostgreSQL's binaries as; (None, None) means as ourselves."""
         user = _unprivileged_user()
-        return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
+        return (None, None) if user is None else (user.pw_uid, user.pw_gid)
 
     def _chown(self, path: Path) -> None:
         user = _unprivileged_user()
@@ -168,6 +169,7 @@ class LocalPostgres:
         password_file.write_text(self.superuser_password + "\n")
         password_file.chmod(0o600)
         self._chown(password_file)
+        uid, gid = self._owner()
         result = subprocess.run(
             [
                 find_binary("initdb"),
@@ -185,7 +187,8 @@ class LocalPostgres:
             capture_output=True,
             text=True,
             check=False,
-            **self._as_owner(),  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
         )
         password_file.unlink()
         if result.returncode != 0:
@@ -207,13 +210,11 @@ class LocalPostgres:
 
     def start(self, timeout_s: float = 60.0) -> LocalPostgres:
         self.initdb()
+        uid, gid = self._owner()
         log = open(self.directory / "postgres.log", "ab")  # the child keeps its own copy
         try:
             self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                **self._as_owner(),  # type: ignore[arg-type]
+                self.command(), stdout=log, stderr=subprocess.STDOUT, user=uid, group=gid
             )
         finally:
             log.close()

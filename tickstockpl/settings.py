@@ -138,6 +138,18 @@ class Settings:
             shown.append(f"{item.name}={'***' if item.metadata['secret'] and value else repr(value)}")
         return f"Settings({', '.join(shown)})"
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds these settings (for child processes and tests)."""
+        env = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            env[item.metadata["env"]] = str(value)
+        return env
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

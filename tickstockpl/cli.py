@@ -1,0 +1,49 @@
+"""`tickstockpl ...`: one entry point, one module per subcommand (imported only when used).
+
+Each command module has `add_arguments(parser)` and `run(args, settings) -> int`; its one-line help
+lives here so `tickstockpl --help` imports nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tickstockpl.exitcodes import RET_CONFIG
+from tickstockpl.settings import Settings, SettingsError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "publish-test": (
+        "tickstockpl.commands.publish_test",
+        "publish test pattern events (audit row first), as the integration document's generator",
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tickstockpl", description="TickStockPL, the producer for TickStockAppV2"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((arg for arg in args_list if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
+    args = parser.parse_args(args_list)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"tickstockpl: configuration error: {exc}")
+        return RET_CONFIG
+    result: int = args.run(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
