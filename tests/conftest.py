@@ -27,6 +27,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,44 +153,45 @@ class _ContainerRedis:
         self._container.get_wrapped_container().restart()
 
 
-@pytest.fixture(scope="session")
-def postgres_server(use_docker: bool, server_dir: Path) -> Iterator[PostgresHandle]:
-    app_password = secrets.token_urlsafe(12)
-    producer_password = secrets.token_urlsafe(12)
+@contextmanager
+def _postgres_process(use_docker: bool, directory: Path) -> Iterator[dict[str, Any]]:
+    """Start PostgreSQL one way or the other; yield where it is and how to stop and start it."""
     if use_docker:
         from testcontainers.postgres import PostgresContainer
 
         container = PostgresContainer("postgres:15-alpine", username="postgres", dbname="postgres")
         container.start()
         wrapped = container.get_wrapped_container()
+        yield {
+            "host": container.get_container_host_ip(),
+            "port": int(container.get_exposed_port(5432)),
+            "superuser": "postgres",
+            "superuser_password": container.password,
+            "_stop": wrapped.stop,
+            "_start": wrapped.start,
+        }
+        container.stop()
+        return
+    server = LocalPostgres(directory).start()
+    yield {
+        "host": server.host,
+        "port": server.port,
+        "superuser": server.superuser,
+        "superuser_password": server.superuser_password,
+        "_stop": server.stop,
+        "_start": server.start,
+    }
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(use_docker: bool, server_dir: Path) -> Iterator[PostgresHandle]:
+    with _postgres_process(use_docker, server_dir / "postgres") as where:
         handle = PostgresHandle(
-            host=container.get_container_host_ip(),
-            port=int(container.get_exposed_port(5432)),
-            superuser="postgres",
-            superuser_password=container.password,
-            app_password=app_password,
-            producer_password=producer_password,
-            _stop=wrapped.stop,
-            _start=wrapped.start,
+            **where, app_password=secrets.token_urlsafe(12), producer_password=secrets.token_urlsafe(12)
         )
         _create_databases(handle)
         yield handle
-        container.stop()
-        return
-    server = LocalPostgres(server_dir / "postgres").start()
-    handle = PostgresHandle(
-        host=server.host,
-        port=server.port,
-        superuser=server.superuser,
-        superuser_password=server.superuser_password,
-        app_password=app_password,
-        producer_password=producer_password,
-        _stop=server.stop,
-        _start=server.start,
-    )
-    _create_databases(handle)
-    yield handle
-    server.stop()
 
 
 def _create_databases(pg: PostgresHandle) -> None:
