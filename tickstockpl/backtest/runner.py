@@ -1,0 +1,88 @@
+"""Run one backtest: for each symbol, load bars, detect, simulate; then the metrics.
+
+Shared by the service and the CLI. It knows no store and no channel: bars come from a HistorySource,
+progress goes to a callback, and `keep_going()` is asked between steps so a cancel (or SIGTERM) stops
+the work within one symbol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tickstockpl.backtest import metrics
+from tickstockpl.backtest.engine import Trade, simulate
+from tickstockpl.backtest.history import HistorySource, timeframe_seconds
+from tickstockpl.backtest.jobs import Job, JobError
+from tickstockpl.backtest.signals import detect, warmup_bars
+from tickstockpl.errors import TickStockPLError
+
+ProgressCallback = Callable[[float, str | None], None]
+
+
+class Cancelled(TickStockPLError):
+    """`keep_going()` said stop: cancelled by the user, or the service is shutting down."""
+
+
+class Outcome(NamedTuple):
+    results: dict[str, Any]  # the `results` object of the result message
+    trades: list[Trade]
+    bars: int  # bars processed, warm-up included
+
+
+def run_job(
+    job: Job,
+    source: HistorySource,
+    on_progress: ProgressCallback | None = None,
+    keep_going: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Backtest a validated job. JobError if no symbol has bars in range; Cancelled if told to stop."""
+    report = on_progress or (lambda fraction, symbol: None)
+    should_go = keep_going or (lambda: True)
+    try:
+        seconds = timeframe_seconds(job.timeframe)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    counts = source.bar_counts(job.symbols, job.timeframe, job.start, job.end)
+    present = [symbol for symbol in job.symbols if counts.get(symbol, 0) > 0]
+    missing = [symbol for symbol in job.symbols if symbol not in present]
+    if not present:
+        raise JobError(
+            f"no {job.timeframe} bars for {', '.join(job.symbols)} between {job.start} and {job.end}"
+            " (load them with `tickstockpl load-history`)"
+        )
+    warmup = warmup_bars(job.patterns)
+    trades: list[Trade] = []
+    times: list[np.ndarray] = []
+    bars = signals = neutral = skipped = 0
+    for number, symbol in enumerate(present):
+        report(number / len(present), symbol)
+        if not should_go():
+            raise Cancelled(job.job_id)
+        history = source.load(symbol, job.timeframe, job.start, job.end, warmup)
+        found = detect(history.open, history.high, history.low, history.close, history.volume, job.patterns)
+        run = simulate(history, found, job.parameters)
+        trades.extend(run.trades)
+        times.append(history.times[history.first :])
+        bars += len(history)
+        signals, neutral, skipped = signals + run.signals, neutral + run.neutral, skipped + run.skipped
+    if not should_go():
+        raise Cancelled(job.job_id)
+    timeline = np.unique(np.concatenate(times))
+    capital = job.parameters.initial_capital
+    results = metrics.summarize(trades, timeline, capital, seconds)
+    results.update(
+        duration_days=job.duration_days,
+        symbols_tested=len(present),
+        symbols_without_data=missing,
+        bars_tested=int(sum(len(t) for t in times)),
+        signals=signals,
+        neutral_signals=neutral,
+        skipped_signals=skipped,
+        by_pattern=metrics.breakdown(trades, "pattern", job.patterns, capital),
+        by_symbol=metrics.breakdown(trades, "symbol", present, capital),
+    )
+    report(1.0, None)
+    return Outcome(results, trades, bars)
