@@ -1,0 +1,327 @@
+"""The exporter: one `/metrics` for the whole stack, read from Redis and PostgreSQL at scrape time.
+
+The other processes keep their figures in Redis (the stats hash, the lists, the heartbeat key), so a
+custom Collector reads them fresh on every scrape: nothing here can drift from the truth, and a
+restart of any process (or of the exporter) loses nothing. A store that is down is reported as
+`tickstockpl_up{dependency=...} 0`, never as a 500. Histograms that processes record with
+prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR) are served alongside.
+
+Run it as `python -m services.exporter`; it binds TICKSTOCKPL_METRICS_HOST:TICKSTOCKPL_METRICS_PORT
+(127.0.0.1:9108 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.extensions
+import redis
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from tickstockpl import contract
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
+from tickstockpl.lifecycle import install_stop_handlers
+from tickstockpl.logs import setup_logging
+from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.stores import redis_client
+
+log = logging.getLogger("tickstockpl.exporter")
+
+PREFIX = "tickstockpl_"
+SCRAPE_TIMEOUT_S = 2.0  # each store gets this long per scrape; Prometheus' own timeout is 10 s
+
+
+@dataclass(frozen=True)
+class StatFamily:
+    """A counter in the stats hash: an overall field and/or per-label fields `<prefix>:<label>`."""
+
+    name: str  # metric name without the prefix and without _total
+    help: str
+    total_field: str | None = None  # e.g. patterns_published
+    label_prefix: str | None = None  # e.g. published (fields published:<pattern>)
+    label: str | None = "pattern"  # None: one unlabelled sample from total_field
+
+
+# The counters the processes HINCRBY into contract.KEY_STATS. Per-label fields win; when a process
+# only keeps the overall figure, it is served with an empty label (which Prometheus drops).
+STAT_FAMILIES: tuple[StatFamily, ...] = (
+    StatFamily("patterns_detected", "Patterns the detector enqueued.", "patterns_detected", "detected"),
+    StatFamily("patterns_published", "Patterns the relay published.", "patterns_published", "published"),
+    StatFamily(
+        "patterns_dead_lettered",
+        "Records moved to the dead-letter list, by reason.",
+        "dead_lettered",
+        "dead_lettered",
+        label="reason",
+    ),
+    StatFamily(
+        "publishes_zero_subscribers",
+        "Publishes that reached no subscriber (counted, neither success nor failure).",
+        "published_zero_subscribers",
+        "zero_subscribers",
+        label="channel",
+    ),
+    StatFamily("audit_failures", "Audit writes that failed.", "audit_failures", "audit_failures", "reason"),
+    StatFamily("audit_deferred", "Audit rows deferred to the backlog.", "audit_deferred", label=None),
+    StatFamily(
+        "audit_deferred_written", "Deferred audit rows written later.", "audit_deferred_written", label=None
+    ),
+    StatFamily("bars_received", "Closed bars the detector received.", "bars_received", label=None),
+    StatFamily(
+        "bars_rejected", "Bars the detector rejected, by reason.", "bars_rejected", "bars_rejected", "reason"
+    ),
+)
+# Timestamps in the stats hash, served as ages.
+STAT_TIMES: Mapping[str, tuple[str, str]] = {
+    "last_pattern_time": ("last_pattern_age_seconds", "Seconds since the detector last enqueued a pattern."),
+    "last_publish_time": ("last_publish_age_seconds", "Seconds since the relay last published."),
+}
+# Lists whose length is the metric.
+DEPTHS: Mapping[str, tuple[str, str]] = {
+    contract.KEY_OUTBOX: ("outbox_depth", "Records waiting in the outbox."),
+    contract.KEY_PROCESSING: ("processing_depth", "Records in flight in the relay's processing list."),
+    contract.KEY_DEAD_LETTERS: ("dead_letters", "Records in the dead-letter list."),
+    contract.KEY_AUDIT_BACKLOG: ("audit_backlog_depth", "Published records whose audit row is still owed."),
+    contract.KEY_BACKTEST_QUEUE: ("backtest_queue_depth", "Backtest jobs waiting."),
+}
+
+
+def _number(raw: bytes | str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+class StackCollector(Collector):
+    """Reads the stack's state at scrape time (client_python's custom Collector)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._redis = redis_client(settings, timeout_s=SCRAPE_TIMEOUT_S)
+        self._pg: psycopg2.extensions.connection | None = None
+        self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
+        self._redis_was_up: bool | None = None
+        self._pg_was_up: bool | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # nothing known before the first scrape; keeps registration free of I/O
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            started = time.monotonic()
+            up = GaugeMetricFamily(PREFIX + "up", "1 when the dependency answers.", labels=["dependency"])
+            metrics, redis_up = self._collect_redis()
+            up.add_metric(["redis"], 1.0 if redis_up else 0.0)
+            pg_up = self._postgres_up()
+            up.add_metric(["postgres"], 1.0 if pg_up else 0.0)
+            yield up
+            yield from metrics
+            yield GaugeMetricFamily(
+                PREFIX + "scrape_duration_seconds",
+                "How long this scrape took to read the stores.",
+                value=time.monotonic() - started,
+            )
+
+    # --- Redis ------------------------------------------------------------------------------------
+
+    def _collect_redis(self) -> tuple[list[Metric], bool]:
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(contract.KEY_STATS)
+            pipe.get(contract.KEY_HEARTBEAT)
+            for key in DEPTHS:
+                pipe.llen(key)
+            pipe.xlen(contract.KEY_REPLAY_STREAM)
+            pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
+            replies = pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._log_change("Redis", False, exc)
+            return [], False
+        self._log_change("Redis", True, None)
+        stats, heartbeat = replies[0], replies[1]
+        depths = replies[2 : 2 + len(DEPTHS)]
+        stream_length, numsub = replies[-2], replies[-1]
+        now = time.time()
+        metrics = list(stats_metrics(stats, now))
+        metrics.append(heartbeat_metric(heartbeat, now))
+        for (name, help_text), depth in zip(DEPTHS.values(), depths, strict=True):
+            metrics.append(GaugeMetricFamily(PREFIX + name, help_text, value=float(depth)))
+        metrics.append(
+            GaugeMetricFamily(
+                PREFIX + "replay_stream_length", "Entries in the replay stream.", value=float(stream_length)
+            )
+        )
+        subscribers = GaugeMetricFamily(
+            PREFIX + "channel_subscribers",
+            "Subscribers on each producer channel (PUBSUB NUMSUB): is TickStockAppV2 listening?",
+            labels=["channel"],
+        )
+        for channel, count in numsub:
+            subscribers.add_metric([_text(channel)], float(count))
+        metrics.append(subscribers)
+        return metrics, True
+
+    # --- PostgreSQL -------------------------------------------------------------------------------
+
+    def _postgres_up(self) -> bool:
+        try:
+            if self._pg is None or self._pg.closed:
+                self._pg = psycopg2.connect(
+                    self._settings.postgres_dsn,
+                    connect_timeout=max(1, int(SCRAPE_TIMEOUT_S)),
+                    options=f"-c statement_timeout={int(SCRAPE_TIMEOUT_S * 1000)}",
+                )
+                self._pg.autocommit = True
+            with self._pg.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+        except psycopg2.Error as exc:
+            self._log_change("PostgreSQL", False, exc)
+            self._close_pg()
+            return False
+        self._log_change("PostgreSQL", True, None)
+        return True
+
+    def _close_pg(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except psycopg2.Error:
+                pass
+        self._pg = None
+
+    def _log_change(self, what: str, up: bool, error: object) -> None:
+        """Log each store's state change once, not on every scrape."""
+        attribute = "_redis_was_up" if what == "Redis" else "_pg_was_up"
+        if getattr(self, attribute) is not up:
+            if up:
+                log.info("%s reachable", what)
+            else:
+                log.warning("%s unreachable: %s", what, str(error).strip().splitlines()[0] if error else "")
+            setattr(self, attribute, up)
+
+    def close(self) -> None:
+        self._close_pg()
+        self._redis.close()
+
+
+def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> Iterator[Metric]:
+    """The stats hash as metric families: known counters by name, every other number generically."""
+    stats: dict[str, float] = {}
+    for key, raw in raw_stats.items():
+        value = _number(raw)
+        if value is not None:
+            stats[_text(key)] = value
+    used: set[str] = set()
+    for family in STAT_FAMILIES:
+        if family.total_field:
+            used.add(family.total_field)
+        if family.label is None:
+            total = stats.get(family.total_field or "", 0.0)
+            yield CounterMetricFamily(PREFIX + family.name, family.help, value=total)
+            continue
+        metric = CounterMetricFamily(PREFIX + family.name, family.help, labels=[family.label])
+        prefix = f"{family.label_prefix}:" if family.label_prefix else None
+        per_label = {
+            field.removeprefix(prefix): value
+            for field, value in stats.items()
+            if prefix and field.startswith(prefix)
+        }
+        used.update(f"{prefix}{label}" for label in per_label)
+        if per_label:
+            for label, value in sorted(per_label.items()):
+                metric.add_metric([label], value)
+        elif family.total_field in stats:
+            metric.add_metric([""], stats[family.total_field])
+        yield metric
+    for field, (name, help_text) in STAT_TIMES.items():
+        used.add(field)
+        if field in stats:
+            yield GaugeMetricFamily(PREFIX + name, help_text, value=max(0.0, now - stats[field]))
+    other = CounterMetricFamily(
+        PREFIX + "stats", "Other counters in the stack's stats hash, by field.", labels=["field"]
+    )
+    for field, value in sorted(stats.items()):
+        if field not in used:
+            other.add_metric([field], value)
+    yield other
+
+
+def heartbeat_metric(raw: bytes | str | None, now: float) -> Metric:
+    """Heartbeat age; +Inf when the key is missing or unreadable, so a `> 60` alert fires."""
+    stamp = _number(raw)
+    age = float("inf") if stamp is None else max(0.0, now - stamp)
+    return GaugeMetricFamily(
+        PREFIX + "heartbeat_age_seconds",
+        "Seconds since the producer heartbeat was written (+Inf if missing); offline to the consumer at 60.",
+        value=age,
+    )
+
+
+def build_registry(
+    settings: Settings, multiproc_dir: str | None = None
+) -> tuple[CollectorRegistry, StackCollector]:
+    """A registry with only our collectors: the stack's state, plus multiprocess histograms if any."""
+    registry = CollectorRegistry(auto_describe=False)
+    collector = StackCollector(settings)
+    registry.register(collector)
+    if multiproc_dir and os.path.isdir(multiproc_dir):
+        MultiProcessCollector(registry, path=multiproc_dir)
+    return registry, collector
+
+
+def run(settings: Settings, stop: threading.Event) -> int:
+    """Serve /metrics until `stop` is set."""
+    registry, collector = build_registry(settings, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    try:
+        server, thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        )
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", settings.metrics_host, settings.metrics_port, exc)
+        collector.close()
+        return RET_UNAVAILABLE
+    log.info("serving http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        stop.wait()
+        log.info("stopping on request")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        collector.close()
+    return RET_OK
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        setup_logging("INFO", "exporter")
+        log.error("configuration error: %s", exc)
+        return RET_CONFIG
+    setup_logging(settings.log_level, "exporter")
+    stop = threading.Event()
+    install_stop_handlers(stop, "exporter")
+    return run(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
