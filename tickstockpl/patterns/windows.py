@@ -19,15 +19,15 @@ IntArray = npt.NDArray[np.int64]
 
 
 class Windows(NamedTuple):
-    """Rows of rolling windows. `count` is how many real bars each row holds (the rest is NaN padding
-    on the left); a pattern that needs n bars ignores rows with count < n: that is the warm-up."""
+    """Rows of rolling windows. `bars` is how many real bars each row holds (the rest is NaN padding
+    on the left); a pattern that needs n bars ignores rows with bars < n: that is the warm-up."""
 
     open: FloatArray
     high: FloatArray
     low: FloatArray
     close: FloatArray
     volume: FloatArray
-    count: IntArray
+    bars: IntArray
 
     @property
     def rows(self) -> int:
@@ -47,13 +47,20 @@ def history_windows(
         sliding_window_view(np.concatenate([pad, np.asarray(series, dtype=np.float64)]), width)
         for series in (open_, high, low, close, volume)
     ]
-    count = np.minimum(np.arange(1, len(close) + 1, dtype=np.int64), width)
-    return Windows(*views, count)
+    bars = np.minimum(np.arange(1, len(close) + 1, dtype=np.int64), width)
+    return Windows(views[0], views[1], views[2], views[3], views[4], bars)
 
 
 def slice_rows(win: Windows, start: int, stop: int) -> Windows:
     """Rows start..stop-1 (a chunk of a long history, to bound memory)."""
-    return Windows(*(part[start:stop] for part in win))
+    return Windows(
+        win.open[start:stop],
+        win.high[start:stop],
+        win.low[start:stop],
+        win.close[start:stop],
+        win.volume[start:stop],
+        win.bars[start:stop],
+    )
 
 
 def mean_volume(win: Windows, bars: int, offset: int = 1) -> FloatArray:

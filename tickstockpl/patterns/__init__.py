@@ -1,0 +1,30 @@
+"""Pattern detection: TA-Lib candlesticks and the four named patterns, streaming or over a history."""
+
+from tickstockpl.patterns.candles import ALL_CANDLES, DEFAULT_CANDLES, NEUTRAL_CANDLES
+from tickstockpl.patterns.custom import (
+    DEFAULT_CUSTOM,
+    PriceBreakout,
+    ResistanceBreak,
+    SupportTest,
+    VolumeSpike,
+)
+from tickstockpl.patterns.engine import HistorySignal, PatternSet, evaluate, history_signals
+from tickstockpl.patterns.streaming import Signal, StreamingEngine, signal_to_event
+
+__all__ = [
+    "ALL_CANDLES",
+    "DEFAULT_CANDLES",
+    "DEFAULT_CUSTOM",
+    "NEUTRAL_CANDLES",
+    "HistorySignal",
+    "PatternSet",
+    "PriceBreakout",
+    "ResistanceBreak",
+    "Signal",
+    "StreamingEngine",
+    "SupportTest",
+    "VolumeSpike",
+    "evaluate",
+    "history_signals",
+    "signal_to_event",
+]
