@@ -1,0 +1,49 @@
+"""Market-data sources. Each yields batches of closed bars (one batch per bar boundary, oldest first)
+and counts what it could not even parse; the engine does every other check, for all sources alike."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Protocol
+
+from tickstockpl.bars import Bar
+
+
+class BarSource(Protocol):
+    """The one interface the detector knows."""
+
+    rejected: Counter[str]  # bars the source dropped before they were bars (missing fields, ...)
+
+    def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        """Closed bars, grouped by boundary; returns when the data ends or `stop` is set."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+def build_source(settings: object) -> BarSource:
+    """The source the settings name (TICKSTOCKPL_SOURCE)."""
+    from tickstockpl.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.source == "csv":
+        from tickstockpl.sources.csv_replay import CsvReplaySource
+
+        return CsvReplaySource(settings.csv_files, speed=settings.speed)
+    if settings.source == "ticks":
+        from tickstockpl.sources.ticks import TickFeedSource
+
+        return TickFeedSource(settings)
+    if settings.source == "massive":
+        from tickstockpl.sources.massive import MassiveSource
+
+        return MassiveSource(settings)
+    from tickstockpl.sources.synthetic import SyntheticSource
+
+    return SyntheticSource(
+        settings.symbols, seed=settings.synthetic_seed, bar_seconds=settings.bar_seconds, speed=settings.speed
+    )
