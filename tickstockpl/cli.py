@@ -19,6 +19,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickstockpl.commands.publish_test",
         "publish test pattern events (audit row first), as the integration document's generator",
     ),
+    "load-history": (
+        "tickstockpl.commands.load_history",
+        "load OHLCV bars from CSV files into historical_bars (idempotent), for backtests",
+    ),
+    "backtest": (
+        "tickstockpl.commands.backtest",
+        "backtest patterns over stored (or --csv) history with the service's engine",
+    ),
 }
 
 

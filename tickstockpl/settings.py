@@ -110,6 +110,8 @@ class Settings:
     # Exporter and backtester.
     metrics_host: str = _setting("TICKSTOCKPL_METRICS_HOST", "127.0.0.1")
     metrics_port: int = _setting("TICKSTOCKPL_METRICS_PORT", 9108, _port)
+    # Pause between a backtest's symbols (s): yields the CPU to the detector on a small machine.
+    backtest_throttle_s: float = _setting("TICKSTOCKPL_BACKTEST_THROTTLE", 0.0, float)
     log_level: str = _setting("TICKSTOCKPL_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
 
     @classmethod

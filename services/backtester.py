@@ -1,0 +1,259 @@
+"""The backtester process: TickStockAppV2's backtest jobs in, progress and exactly one result out.
+
+Single-threaded on purpose: the loop reads the job and cancel channels, queues accepted jobs in Redis
+(backtest/queue.py), and runs the oldest one. While a job runs, the engine asks `keep_going()` between
+symbols; that call reads the channels too, so a cancel stops the job within one symbol and new jobs
+are queued at once. A bad job gets a `failed` result naming the problem and the loop carries on.
+SIGTERM stops the job in flight without a result; it stays in the running list and is run again at
+the next start (contract §2.4, §3.1, Appendix B item 13).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+import redis
+
+from tickstockpl import contract
+from tickstockpl.backoff import Backoff
+from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_job
+from tickstockpl.backtest.queue import JobQueue, cancel_target
+from tickstockpl.backtest.store import PostgresHistory
+from tickstockpl.errors import AuditConfigError, StoreUnavailable
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK
+from tickstockpl.lifecycle import install_stop_handlers
+from tickstockpl.logs import setup_logging
+from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.stores import redis_client
+
+log = logging.getLogger(__name__)
+PROGRESS_INTERVAL_S = 0.25  # at most one progress message per this, besides the first and the last
+POLL_S = 0.2
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class Backtester:
+    """One connection set and the handlers; `step()` is one turn of the loop."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.redis = redis_client(settings)
+        self.queue = JobQueue(self.redis)
+        self.history = PostgresHistory(settings)
+        self.pubsub: Any = None
+        self.current: str | None = None  # job_id running now
+        self.cancel_current = False
+
+    def connect(self) -> None:
+        """Subscribe (again) and put back what a previous run left in flight."""
+        if self.pubsub is not None:
+            return
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(contract.CHANNEL_BACKTEST_JOBS, contract.CHANNEL_BACKTEST_CANCEL)
+        self.pubsub = pubsub
+        recovered = self.queue.recover()
+        queued, _ = self.queue.depth()
+        log.info(
+            "listening on %s and %s; %d job(s) queued (%d recovered from a previous run)",
+            contract.CHANNEL_BACKTEST_JOBS,
+            contract.CHANNEL_BACKTEST_CANCEL,
+            queued,
+            recovered,
+        )
+
+    def disconnect(self) -> None:
+        if self.pubsub is not None:
+            try:
+                self.pubsub.close()
+            except REDIS_ERRORS:
+                pass
+        self.pubsub = None
+
+    def close(self) -> None:
+        self.disconnect()
+        self.history.close()
+        self.redis.close()
+
+    def poll(self, timeout: float) -> None:
+        """Handle every message that arrives within `timeout` (returns early once the line is quiet)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if message is None:
+                if time.monotonic() >= deadline:
+                    return
+                continue
+            if message.get("type") != "message":
+                continue
+            if message["channel"] == contract.CHANNEL_BACKTEST_CANCEL.encode():
+                self.on_cancel(message["data"])
+            else:
+                self.on_job(message["data"])
+            deadline = min(deadline, time.monotonic() + 0.01)  # drain what is pending, then go on
+
+    def on_job(self, raw: bytes) -> None:
+        job_id = job_id_of(raw)
+        if job_id is None:
+            log.error("dropped a job with no readable job_id: %.200r", raw)
+            return
+        if self.queue.is_done(job_id):
+            log.warning("job %s already has its result; ignoring the repeat", job_id)
+            return
+        try:
+            parse_job(raw)
+        except JobError as exc:
+            self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc))
+            return
+        self.queue.accept(raw)
+        log.info("job %s queued", job_id)
+
+    def on_cancel(self, raw: bytes) -> None:
+        job_id = cancel_target(raw)
+        if job_id is None:
+            log.warning("cancel without a job_id ignored: %.200r", raw)
+            return
+        self.queue.mark_cancelled(job_id)
+        if job_id == self.current:
+            self.cancel_current = True
+            log.info("job %s: cancel received, stopping", job_id)
+        elif not self.queue.is_done(job_id) and self.queue.take_queued(job_id) is not None:
+            self.finish(job_id, contract.BACKTEST_CANCELLED)
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        results: dict[str, Any] | None = None,
+        error: str | None = None,
+        raw: bytes | None = None,
+        progressed: bool = False,
+    ) -> None:
+        """The job's one result (after a first progress message, if it had none), atomically marked done."""
+        if not progressed:
+            self.publish_progress(job_id, 0.0, None)
+        result = contract.build_backtest_result(job_id, status, results, error=error)
+        self.queue.finish(job_id, result, raw)
+        log.info("job %s %s%s", job_id, status, f": {error}" if error else "")
+
+    def publish_progress(
+        self, job_id: str, fraction: float, symbol: str | None, eta: float | None = None
+    ) -> None:
+        message = contract.build_backtest_progress(
+            job_id, fraction, current_symbol=symbol, estimated_completion=eta
+        )
+        self.redis.publish(contract.CHANNEL_BACKTEST_PROGRESS, contract.encode(message))
+
+    def run_next(self) -> bool:
+        """Run the oldest queued job to its result; False when the queue is empty."""
+        raw = self.queue.claim()
+        if raw is None:
+            return False
+        job_id = job_id_of(raw) or ""
+        if self.queue.is_done(job_id):
+            self.queue.drop(raw)
+        elif self.queue.is_cancelled(job_id):
+            self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw)
+        else:
+            self._run(job_id, raw)
+        return True
+
+    def _run(self, job_id: str, raw: bytes) -> None:
+        self.current, self.cancel_current = job_id, False
+        progress = _Progress(self, job_id)
+        try:
+            outcome = run_job(parse_job(raw), self.history, progress, self.keep_going)
+        except Cancelled:
+            if self.cancel_current:
+                self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw, progressed=True)
+            else:
+                log.info("job %s: stopping on request; it runs again at the next start", job_id)
+        except JobError as exc:
+            self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc), raw=raw, progressed=progress.sent)
+        except AuditConfigError as exc:
+            error = f"history database refused the query: {exc}"
+            self.finish(job_id, contract.BACKTEST_FAILED, error=error, raw=raw, progressed=progress.sent)
+        except StoreUnavailable:
+            self.queue.release(raw)  # run it again once PostgreSQL is back
+            raise
+        except REDIS_ERRORS:
+            raise  # the job stays in the running list; recovered on reconnect
+        except Exception as exc:  # a bug must not take the service (and every later job) down
+            log.exception("job %s: unexpected error", job_id)
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            self.finish(job_id, contract.BACKTEST_FAILED, error=error, raw=raw, progressed=progress.sent)
+        else:
+            self.finish(job_id, contract.BACKTEST_COMPLETED, outcome.results, raw=raw, progressed=True)
+        finally:
+            self.current = None
+
+    def keep_going(self) -> bool:
+        """Between symbols: read the channels (pausing `backtest_throttle_s` if set), then decide."""
+        self.poll(max(0.0, self.settings.backtest_throttle_s))
+        return not (self.cancel_current or self.stop.is_set())
+
+
+class _Progress:
+    """Progress messages for one job: the first, the last, and at most one per PROGRESS_INTERVAL_S."""
+
+    def __init__(self, service: Backtester, job_id: str) -> None:
+        self.service, self.job_id = service, job_id
+        self.started = time.time()
+        self.last = 0.0
+        self.sent = False
+
+    def __call__(self, fraction: float, symbol: str | None) -> None:
+        now = time.monotonic()
+        if self.sent and fraction < 1.0 and now - self.last < PROGRESS_INTERVAL_S:
+            return
+        elapsed = time.time() - self.started
+        eta = self.started + elapsed / fraction if fraction > 0 else None
+        self.service.publish_progress(self.job_id, fraction, symbol, eta)
+        self.sent, self.last = True, now
+
+
+def run(settings: Settings, stop: threading.Event | None = None, *, once: bool = False) -> int:
+    """Serve jobs until `stop` is set (or, with `once`, until the queue and the channels are quiet)."""
+    stop = stop or threading.Event()
+    service = Backtester(settings, stop)
+    backoff = Backoff("Redis/PostgreSQL")
+    reason = "stopping on request"
+    try:
+        while not stop.is_set():
+            try:
+                service.connect()
+                service.poll(POLL_S)
+                ran = service.run_next()
+                backoff.succeeded()
+            except (StoreUnavailable, *REDIS_ERRORS) as exc:
+                service.disconnect()
+                stop.wait(backoff.failed(exc))
+                continue
+            if once and not ran:
+                reason = "queue empty, quitting (once)"
+                break
+        log.info(reason)
+    finally:
+        service.close()
+    return RET_OK
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        setup_logging("INFO", "backtester")
+        log.error("configuration error: %s", exc)
+        return RET_CONFIG
+    setup_logging(settings.log_level, "backtester")
+    stop = threading.Event()
+    install_stop_handlers(stop, "backtester")
+    return run(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
