@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit integration lint format mypy bench publish-test clean
+.PHONY: help install test unit integration e2e lint format mypy bench publish-test up down status logs clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -29,6 +29,9 @@ unit: $(STAMP) ## pure tests only (no servers)
 integration: $(STAMP) ## tests against real Redis and PostgreSQL (started on free ports)
 	$(BIN)/pytest -q tests/integration
 
+e2e: $(STAMP) ## the whole supervised stack against fresh Redis and PostgreSQL (and a real Prometheus)
+	$(BIN)/pytest -q -m e2e tests/e2e
+
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,6 +48,18 @@ bench: $(STAMP) ## run every benchmark; figures merge into bench/results.json
 
 publish-test: $(STAMP) ## publish one test pattern to the configured Redis/PostgreSQL
 	$(BIN)/tickstockpl publish-test
+
+up: $(STAMP) ## run the stack (docker compose, or supervisord; local stores in ./var if none answer)
+	$(BIN)/tickstockpl up
+
+down: $(STAMP) ## stop everything `make up` started, and nothing else
+	$(BIN)/tickstockpl down
+
+status: $(STAMP) ## supervisord's view of the programs, the required checks, and doctor's summary
+	$(BIN)/tickstockpl status
+
+logs: ## follow the stack's logs (Ctrl-C to stop following)
+	@if [ -f var/log/stack.log ]; then tail -n 100 -F var/log/stack.log; else docker compose logs -f; fi
 
 clean: ## remove caches (keeps .venv and var/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

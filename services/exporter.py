@@ -24,9 +24,10 @@ import psycopg2
 import psycopg2.extensions
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
@@ -58,28 +59,35 @@ STAT_FAMILIES: tuple[StatFamily, ...] = (
     StatFamily("patterns_detected", "Patterns the detector enqueued.", "patterns_detected", "detected"),
     StatFamily("patterns_published", "Patterns the relay published.", "patterns_published", "published"),
     StatFamily(
-        "patterns_dead_lettered",
-        "Records moved to the dead-letter list, by reason.",
-        "dead_lettered",
-        "dead_lettered",
-        label="reason",
+        "patterns_dead_lettered", "Records moved to the dead-letter list.", "dead_lettered", "dead_lettered"
     ),
     StatFamily(
         "publishes_zero_subscribers",
         "Publishes that reached no subscriber (counted, neither success nor failure).",
         "published_zero_subscribers",
-        "zero_subscribers",
-        label="channel",
+        label=None,
     ),
-    StatFamily("audit_failures", "Audit writes that failed.", "audit_failures", "audit_failures", "reason"),
+    StatFamily("audit_failures", "Audit writes that failed.", "audit_failures", label=None),
     StatFamily("audit_deferred", "Audit rows deferred to the backlog.", "audit_deferred", label=None),
     StatFamily(
-        "audit_deferred_written", "Deferred audit rows written later.", "audit_deferred_written", label=None
+        "audit_backlog_written", "Deferred audit rows written later.", "audit_backlog_written", label=None
     ),
+    StatFamily("relay_recovered", "Records recovered from the processing list.", "recovered", label=None),
     StatFamily("bars_received", "Closed bars the detector received.", "bars_received", label=None),
     StatFamily(
         "bars_rejected", "Bars the detector rejected, by reason.", "bars_rejected", "bars_rejected", "reason"
     ),
+)
+# Histograms kept in the stats hash as cumulative `<prefix>:<le>` counters (with `<prefix>:+Inf`)
+# and a sum field: (metric name, help, bucket prefix, sum field).
+STAT_HISTOGRAMS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "enqueue_to_publish_latency_seconds",
+        "Seconds from the detector building an event to the relay publishing it.",
+        "latency_bucket",
+        "latency_sum_s",
+    ),
+    ("relay_batch_duration_seconds", "Seconds the relay spent on one batch.", "batch_bucket", "batch_sum_s"),
 )
 # Timestamps in the stats hash, served as ages.
 STAT_TIMES: Mapping[str, tuple[str, str]] = {
@@ -231,26 +239,12 @@ def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> I
             stats[_text(key)] = value
     used: set[str] = set()
     for family in STAT_FAMILIES:
-        if family.total_field:
-            used.add(family.total_field)
-        if family.label is None:
-            total = stats.get(family.total_field or "", 0.0)
-            yield CounterMetricFamily(PREFIX + family.name, family.help, value=total)
-            continue
-        metric = CounterMetricFamily(PREFIX + family.name, family.help, labels=[family.label])
-        prefix = f"{family.label_prefix}:" if family.label_prefix else None
-        per_label = {
-            field.removeprefix(prefix): value
-            for field, value in stats.items()
-            if prefix and field.startswith(prefix)
-        }
-        used.update(f"{prefix}{label}" for label in per_label)
-        if per_label:
-            for label, value in sorted(per_label.items()):
-                metric.add_metric([label], value)
-        elif family.total_field in stats:
-            metric.add_metric([""], stats[family.total_field])
-        yield metric
+        yield family_metric(family, stats, used)
+    for name, help_text, bucket_prefix, sum_field in STAT_HISTOGRAMS:
+        histogram = histogram_metric(stats, name, help_text, bucket_prefix, sum_field)
+        used.update(field for field in stats if field.startswith(bucket_prefix + ":") or field == sum_field)
+        if histogram is not None:
+            yield histogram
     for field, (name, help_text) in STAT_TIMES.items():
         used.add(field)
         if field in stats:
@@ -262,6 +256,54 @@ def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> I
         if field not in used:
             other.add_metric([field], value)
     yield other
+
+
+def family_metric(family: StatFamily, stats: Mapping[str, float], used: set[str]) -> Metric:
+    """One counter family; adds the fields it consumed to `used`."""
+    if family.total_field:
+        used.add(family.total_field)
+    if family.label is None:
+        return CounterMetricFamily(
+            PREFIX + family.name, family.help, value=stats.get(family.total_field or "", 0.0)
+        )
+    metric = CounterMetricFamily(PREFIX + family.name, family.help, labels=[family.label])
+    prefix = f"{family.label_prefix}:" if family.label_prefix else None
+    per_label = {
+        field.removeprefix(prefix): value
+        for field, value in stats.items()
+        if prefix and field.startswith(prefix)
+    }
+    used.update(f"{prefix}{label}" for label in per_label)
+    if per_label:
+        for label, value in sorted(per_label.items()):
+            metric.add_metric([label], value)
+    elif family.total_field and family.total_field in stats:
+        metric.add_metric([""], stats[family.total_field])
+    return metric
+
+
+def histogram_metric(
+    stats: Mapping[str, float], name: str, help_text: str, bucket_prefix: str, sum_field: str
+) -> Metric | None:
+    """A histogram from cumulative bucket counters in the stats hash; None until it has any."""
+    buckets: list[tuple[float, float]] = []
+    for field, value in stats.items():
+        if field.startswith(bucket_prefix + ":"):
+            try:
+                buckets.append((float(field.split(":", 1)[1]), value))
+            except ValueError:
+                continue
+    if not buckets:
+        return None
+    buckets.sort()
+    if buckets[-1][0] != float("inf"):
+        buckets.append((float("inf"), buckets[-1][1]))
+    return HistogramMetricFamily(
+        PREFIX + name,
+        help_text,
+        buckets=[(floatToGoString(le), count) for le, count in buckets],
+        sum_value=stats.get(sum_field, 0.0),
+    )
 
 
 def heartbeat_metric(raw: bytes | str | None, now: float) -> Metric:

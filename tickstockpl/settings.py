@@ -113,6 +113,10 @@ class Settings:
     # Pause between a backtest's symbols (s): yields the CPU to the detector on a small machine.
     backtest_throttle_s: float = _setting("TICKSTOCKPL_BACKTEST_THROTTLE", 0.0, float)
     log_level: str = _setting("TICKSTOCKPL_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
+    # The stack (`make up`): auto = docker compose when a Docker daemon answers, else embedded.
+    stack_mode: str = _setting("TICKSTOCKPL_STACK", "auto", _choice("auto", "embedded", "docker"))
+    # A superuser URI for a PostgreSQL that `make up` attaches to: apply db/init.sql, set role passwords.
+    postgres_admin_uri: str = _setting("POSTGRES_ADMIN_URI", "", secret=True)
 
     @classmethod
     def from_env(

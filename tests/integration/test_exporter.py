@@ -35,8 +35,14 @@ def test_serves_the_stack_state_from_redis(settings: Settings, redis_client: red
             "published:Doji": 3,
             "published:Hammer": 2,
             "patterns_published": 5,
-            "dead_lettered:not_json": 1,
+            "dead_lettered": 1,
+            "dead_lettered:Doji": 1,
+            "published_zero_subscribers": 2,
             "audit_deferred": 4,
+            "latency_bucket:0.001": 1,
+            "latency_bucket:0.01": 4,
+            "latency_bucket:+Inf": 5,
+            "latency_sum_s": 0.5,
             "bars_received": 100,
             "bars_rejected:high_below_low": 2,
             "something_new": 9,
@@ -58,7 +64,15 @@ def test_serves_the_stack_state_from_redis(settings: Settings, redis_client: red
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="Doji") == 3.0
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="Hammer") == 2.0
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="") is None
-        assert sample(registry, "tickstockpl_patterns_dead_lettered_total", reason="not_json") == 1.0
+        assert sample(registry, "tickstockpl_patterns_dead_lettered_total", pattern="Doji") == 1.0
+        assert sample(registry, "tickstockpl_publishes_zero_subscribers_total") == 2.0
+        latency = "tickstockpl_enqueue_to_publish_latency_seconds"
+        assert sample(registry, latency + "_bucket", le="0.001") == 1.0
+        assert sample(registry, latency + "_bucket", le="0.01") == 4.0
+        assert sample(registry, latency + "_bucket", le="+Inf") == 5.0
+        assert sample(registry, latency + "_count") == 5.0
+        assert sample(registry, latency + "_sum") == 0.5
+        assert sample(registry, "tickstockpl_stats_total", field="latency_sum_s") is None
         assert sample(registry, "tickstockpl_audit_deferred_total") == 4.0
         assert sample(registry, "tickstockpl_bars_received_total") == 100.0
         assert sample(registry, "tickstockpl_bars_rejected_total", reason="high_below_low") == 2.0

@@ -1,0 +1,650 @@
+"""The whole stack on one machine: `tickstockpl up / down / status` (and `make up / down / status`).
+
+With a Docker daemon, `docker compose` does the work. Without one (the embedded default, and the
+path our own machines test), supervisord runs the programs from `supervisord.conf`:
+
+1. Redis and PostgreSQL already reachable at the configured addresses are used as they are;
+   a local address that does not answer gets a local `redis-server` (appendonly) or PostgreSQL
+   (initdb into `var/`, run as an unprivileged user when we are root) under supervisord too;
+2. the database is prepared: `db/init.sql` applied, the configured role's password set;
+3. the program group is started, and `up` waits until the stack is healthy, then says where to look.
+
+supervisord itself runs in the foreground (nodaemon) even for `up`: it is started detached in its
+own session with its stdout appended to `var/log/stack.log`, so the same configuration serves
+Docker, `up` and the entry-point scripts. Everything `down` stops is a child of that one
+supervisord, so nothing is left behind and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import redis
+
+from tickstockpl import contract
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE
+from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerError
+from tickstockpl.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAMS = ("detector", "relay", "heartbeat", "exporter", "backtester")  # supervisord.conf's group
+GROUP = "tickstockpl"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+RUNNING, FATAL, EXITED, BACKOFF = "RUNNING", "FATAL", "EXITED", "BACKOFF"
+
+
+class StackError(RuntimeError):
+    """The stack cannot be brought up; the message says what to fix. `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = RET_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def say(message: str) -> None:
+    """Progress lines on stdout (never stderr: the consumer's launcher does not read it)."""
+    print(f"tickstockpl: {message}", flush=True)
+
+
+def supervisor_rpc(sock: Path) -> Any:
+    """An XML-RPC proxy to supervisord's control socket (what supervisorctl talks to)."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{sock}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def docker_daemon_answers(timeout_s: float = 3.0) -> bool:
+    """True when `docker info` succeeds: a client without a daemon (our machines) is not enough."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
+    """Poll `condition` with a deadline; StackError naming `what` when it never holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if condition():
+                return
+        except (OSError, redis.RedisError, psycopg2.Error, xmlrpc.client.Error):
+            pass
+        if time.monotonic() > deadline:
+            raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}", RET_UNAVAILABLE)
+        time.sleep(interval_s)
+
+
+@dataclass
+class EmbeddedStack:
+    """supervisord plus, when needed, local Redis and PostgreSQL, all under `var_dir`."""
+
+    settings: Settings
+    var_dir: Path = ROOT / "var"
+    root: Path = ROOT
+    env_file: Path | None = ROOT / ".env"  # where a generated password is kept (None: var/ only)
+    durable: bool = True  # fsync on for the local PostgreSQL (tests may trade it for speed)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    local_redis: bool = False
+    local_postgres: bool = False
+
+    # --- paths -----------------------------------------------------------------------------------
+
+    @property
+    def sock(self) -> Path:
+        return self.var_dir / "supervisor.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.var_dir / "supervisord.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.var_dir / "log" / "stack.log"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.var_dir / "metrics"
+
+    def programs(self) -> list[str]:
+        """The group's programs whose module exists in this checkout."""
+        return [name for name in PROGRAMS if (self.root / "services" / f"{name}.py").is_file()]
+
+    # --- supervisord -----------------------------------------------------------------------------
+
+    def supervisord_pid(self) -> int | None:
+        """The pid of our supervisord if it is alive and answers on our socket."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        try:
+            if supervisor_rpc(self.sock).supervisor.getPID() == pid:
+                return pid
+        except (OSError, xmlrpc.client.Error):
+            return None
+        return None
+
+    def rpc(self) -> Any:
+        return supervisor_rpc(self.sock)
+
+    def process_info(self) -> list[dict[str, Any]]:
+        info: list[dict[str, Any]] = self.rpc().supervisor.getAllProcessInfo()
+        return info
+
+    def environment(self) -> dict[str, str]:
+        """What supervisord (and so every program) runs with: the resolved settings, spelled out."""
+        env = dict(os.environ)
+        env.update(self.settings.to_env())
+        env.update(
+            {
+                "TICKSTOCKPL_VAR": str(self.var_dir),
+                "TICKSTOCKPL_PYTHON": sys.executable,
+                "TICKSTOCKPL_AUTOSTART": "false",
+                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    # --- stores ----------------------------------------------------------------------------------
+
+    def _redis_local(self) -> LocalRedis:
+        return LocalRedis(self.var_dir / "redis", port=self.settings.redis_port)
+
+    def _postgres_local(self) -> LocalPostgres:
+        return LocalPostgres(
+            self.var_dir / "postgres", port=self.settings.postgres_port, durable=self.durable
+        )
+
+    def _redis_answers(self) -> bool:
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        except redis.AuthenticationError as exc:
+            raise StackError(
+                f"Redis at {self.settings.redis_target}: {exc} (check REDIS_PASSWORD)", RET_CONFIG
+            ) from None
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def choose_stores(self) -> None:
+        """Attach to what answers; plan local servers for local addresses that do not."""
+        s = self.settings
+        if self._redis_answers():
+            say(f"Redis: using the server at {s.redis_target}")
+        elif s.redis_host in LOCAL_HOSTS:
+            self.local_redis = True
+            say(f"Redis: nothing at {s.redis_target}; starting a local redis-server in {self.var_dir}/redis")
+        else:
+            raise StackError(f"Redis at {s.redis_target} does not answer", RET_UNAVAILABLE)
+        if s.database_uri or tcp_open(s.postgres_host, s.postgres_port):
+            say(f"PostgreSQL: using the server at {s.postgres_target}")
+        elif s.postgres_host in LOCAL_HOSTS:
+            self.local_postgres = True
+            say(f"PostgreSQL: nothing at port {s.postgres_port}; starting one in {self.var_dir}/postgres")
+        else:
+            raise StackError(f"PostgreSQL at {s.postgres_target} does not answer", RET_UNAVAILABLE)
+
+    def write_store_programs(self) -> None:
+        """var/supervisord.d/stores.conf: the local servers as supervisord programs (or nothing)."""
+        include_dir = self.var_dir / "supervisord.d"
+        include_dir.mkdir(parents=True, exist_ok=True)
+        self.var_dir.chmod(0o755)  # PostgreSQL runs as another user and needs to reach var/postgres
+        sections: list[str] = []
+        names: list[str] = []
+        if self.local_redis:
+            local = self._redis_local()
+            local.directory.mkdir(parents=True, exist_ok=True)
+            sections.append(_program("redis", local.command(), stopsignal="TERM", stopwaitsecs=60))
+            names.append("redis")
+        if self.local_postgres:
+            pg = self._postgres_local()
+            pg.initdb()
+            user = _postgres_user()
+            sections.append(_program("postgres", pg.command(), stopsignal="INT", stopwaitsecs=90, user=user))
+            names.append("postgres")
+        target = include_dir / "stores.conf"
+        if not names:
+            target.unlink(missing_ok=True)
+            return
+        header = "; written by tickstockpl up: local stores, started first and stopped last\n"
+        group = f"[group:stores]\nprograms={','.join(names)}\npriority=10\n\n"
+        target.write_text(header + group + "\n".join(sections))
+
+    def prepare_database(self) -> None:
+        """Apply db/init.sql and set the configured role's password (local server or admin URI)."""
+        s = self.settings
+        if self.local_postgres:
+            pg = self._postgres_local()
+            admin = (
+                f"host={pg.socket_dir} port={pg.port} user={pg.superuser} dbname=postgres connect_timeout=3"
+            )
+        elif s.postgres_admin_uri:
+            admin = s.postgres_admin_uri
+        else:
+            say("PostgreSQL: no POSTGRES_ADMIN_URI, so db/init.sql is not applied; checking the schema only")
+            return
+        wait_until(lambda: _pg_ready(admin), 90, "PostgreSQL to accept connections")
+        if s.database_uri:
+            raise StackError(
+                "DATABASE_URI is set: make up prepares databases named by POSTGRES_* only", RET_CONFIG
+            )
+        conn = _connect(admin)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{s.postgres_db}"')
+        finally:
+            conn.close()
+        conn = _connect(_with_dbname(admin, s.postgres_db))
+        try:
+            with conn.cursor() as cur:
+                cur.execute((self.root / "db" / "init.sql").read_text())
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,))
+                if cur.fetchone() is None:
+                    raise StackError(f"role {s.postgres_user} does not exist after db/init.sql", RET_CONFIG)
+                cur.execute(f'ALTER ROLE "{s.postgres_user}" LOGIN PASSWORD %s', (s.postgres_password,))
+        finally:
+            conn.close()
+        say(f"PostgreSQL: db/init.sql applied to {s.postgres_db}; password set for {s.postgres_user}")
+
+    # --- up / down -------------------------------------------------------------------------------
+
+    def start_supervisord(self, foreground: bool = False) -> subprocess.Popen[bytes]:
+        """Start supervisord (nodaemon); detached with its output in var/log for `up`."""
+        for path in (self.var_dir, self.log_file.parent, self.metrics_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        for stale in self.metrics_dir.iterdir():  # multiprocess files belong to the previous run
+            stale.unlink()
+        self.sock.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.root / "supervisord.conf")]
+        if foreground:
+            process = subprocess.Popen(command, env=self.environment(), cwd=self.root)
+        else:
+            with open(self.log_file, "ab") as log:
+                process = subprocess.Popen(
+                    command,
+                    env=self.environment(),
+                    cwd=self.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C in the shell that ran `make up` leaves it alone
+                )
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise StackError(f"supervisord exited with {process.returncode}; see {self.log_file}")
+            return self.supervisord_pid() == process.pid
+
+        wait_until(answers, 30, "supervisord's control socket")
+        return process
+
+    def start_programs(self) -> None:
+        rpc = self.rpc()
+        for name in self.programs():
+            info = rpc.supervisor.getProcessInfo(f"{GROUP}:{name}")
+            if info["statename"] not in (RUNNING, "STARTING"):
+                rpc.supervisor.startProcess(f"{GROUP}:{name}", False)
+        say(f"started {', '.join(self.programs())}")
+
+    def check_programs(self) -> None:
+        """Fail fast (with the exit code) when a program gave up or exited misconfigured."""
+        for info in self.process_info():
+            if info["group"] == GROUP and info["name"] not in self.programs():
+                continue
+            if info["statename"] == FATAL or (info["statename"] == EXITED and info["exitstatus"] != 0):
+                why = "misconfigured" if info["exitstatus"] == RET_CONFIG else "failed"
+                raise StackError(
+                    f"{info['group']}:{info['name']} {why} ({info['statename']}, exit status "
+                    f"{info['exitstatus']}); see {self.log_file}",
+                    RET_CONFIG if info["exitstatus"] == RET_CONFIG else RET_FAILED,
+                )
+
+    def unhealthy_reasons(self) -> list[str]:
+        """Why the stack is not healthy yet (empty: healthy): programs, stores, schema, heartbeat, doctor."""
+        self.check_programs()
+        states = {info["name"]: info["statename"] for info in self.process_info() if info["group"] == GROUP}
+        programs = self.programs()
+        reasons = [
+            f"{name} is {states.get(name, 'missing')}" for name in programs if states.get(name) != RUNNING
+        ]
+        reasons += required_checks(
+            self.settings, heartbeat="heartbeat" in programs, metrics="exporter" in programs
+        )
+        if not reasons and doctor_available(self.root):
+            result = subprocess.run(
+                [sys.executable, "-m", "tickstockpl.cli", "doctor", "--json"],
+                env=self.environment(),
+                cwd=self.root,
+                capture_output=True,
+                check=False,
+            )
+            if result.returncode != RET_OK:
+                reasons.append("tickstockpl doctor: a required check fails")
+        return reasons
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while reasons := self.unhealthy_reasons():
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"not healthy after {timeout_s:.0f} s: {'; '.join(reasons)}", RET_UNAVAILABLE
+                )
+            time.sleep(0.5)
+
+    def up(self, timeout_s: float = 120.0) -> int:
+        """Bring the stack up (or leave a running one as it is), wait until healthy, say where to look."""
+        if self.supervisord_pid() is not None:
+            say(f"already running (supervisord pid {self.supervisord_pid()}); checking it")
+            self.start_programs()
+        else:
+            self.choose_stores()
+            self.ensure_password()
+            self.write_store_programs()
+            self.start_supervisord()
+            self.prepare_database()
+            self.start_programs()
+        self.wait_healthy(timeout_s)
+        run_doctor(self.environment(), self.root)
+        self.print_where_to_look()
+        return RET_OK
+
+    def down(self, timeout_s: float = 180.0) -> int:
+        """Stop supervisord and so everything it started (programs first, local stores last)."""
+        pid = self.supervisord_pid()
+        if pid is None:
+            say(f"nothing running from {self.var_dir}")
+            self.sock.unlink(missing_ok=True)
+            return RET_OK
+        say(f"stopping supervisord (pid {pid}) and everything it started")
+        self.rpc().supervisor.shutdown()
+        wait_until(lambda: not _alive(pid), timeout_s, f"supervisord (pid {pid}) to exit")
+        self.sock.unlink(missing_ok=True)
+        say("stopped")
+        return RET_OK
+
+    def run_foreground(self) -> int:
+        """The stack in the foreground, everything on stdout; SIGTERM/SIGINT stop it cleanly."""
+        if self.supervisord_pid() is not None:
+            say(f"a stack already runs from {self.var_dir} (make up); stop it with make down first")
+            return RET_FAILED
+        self.choose_stores()
+        self.ensure_password()
+        self.write_store_programs()
+        process = self.start_supervisord(foreground=True)
+
+        def forward(signum: int, frame: object) -> None:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        try:
+            self.prepare_database()
+            self.start_programs()
+            self.wait_healthy(120)
+            self.print_where_to_look()
+        except StackError as exc:
+            say(f"error: {exc}")
+            process.terminate()
+        return process.wait()
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    def ensure_password(self) -> None:
+        """A role we set up needs a password: generate one once and keep it in .env."""
+        if self.settings.postgres_password or self.settings.database_uri:
+            return
+        if not (self.local_postgres or self.settings.postgres_admin_uri):
+            return  # someone else's server: its password is theirs to give us
+        password = secrets.token_urlsafe(18)
+        if self.env_file is not None:
+            existing = self.env_file.read_text() if self.env_file.exists() else ""
+            prefix = "" if existing.endswith("\n") or not existing else "\n"
+            with open(self.env_file, "a") as handle:
+                handle.write(
+                    f"{prefix}# generated by make up for the local PostgreSQL\nPOSTGRES_PASSWORD={password}\n"
+                )
+            self.env_file.chmod(0o600)
+            say(f"generated POSTGRES_PASSWORD into {self.env_file}")
+        self.settings = self.settings.replace(postgres_password=password)
+
+    def print_where_to_look(self) -> None:
+        s = self.settings
+        port_flag = f" -p {s.redis_port}" if s.redis_port != 6379 else ""
+        host_flag = f" -h {s.redis_host}" if s.redis_host not in ("localhost", "127.0.0.1") else ""
+        lines = [
+            "the stack is up and healthy. Where to look:",
+            f"  events:   redis-cli{host_flag}{port_flag} SUBSCRIBE {contract.CHANNEL_PATTERNS}",
+            f"  metrics:  http://{s.metrics_host}:{s.metrics_port}/metrics",
+            "  status:   make status      (supervisord and doctor)",
+            f"  logs:     make logs        ({self.log_file})",
+            "  stop:     make down",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def status(self) -> int:
+        pid = self.supervisord_pid()
+        if pid is None:
+            say(f"not running (no supervisord answers on {self.sock})")
+            return RET_FAILED
+        print(f"supervisord pid {pid}, control socket {self.sock}")
+        for info in self.process_info():
+            extra = (
+                info["description"] if info["statename"] != EXITED else f"exit status {info['exitstatus']}"
+            )
+            print(f"  {info['group'] + ':' + info['name']:<26} {info['statename']:<9} {extra}")
+        failing = required_checks(
+            self.settings, heartbeat="heartbeat" in self.programs(), metrics="exporter" in self.programs()
+        )
+        for line in failing:
+            print(f"  ✗ {line}")
+        if not failing:
+            print("  ✓ required checks pass (Redis, PostgreSQL schema, heartbeat)")
+        doctor = run_doctor(self.environment(), self.root)
+        return RET_OK if not failing and doctor in (None, RET_OK) else RET_FAILED
+
+
+def _program(
+    name: str, command: list[str], *, stopsignal: str, stopwaitsecs: int, user: str | None = None
+) -> str:
+    """One supervisord [program:] section; `%` is doubled, since supervisord expands it."""
+    lines = [
+        f"[program:{name}]",
+        "command=" + " ".join(_quote(part) for part in command).replace("%", "%%"),
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=1",
+        f"stopsignal={stopsignal}",
+        f"stopwaitsecs={stopwaitsecs}",
+        "redirect_stderr=true",
+        "stdout_logfile=/dev/stdout",
+        "stdout_logfile_maxbytes=0",
+    ]
+    if user:
+        lines.append(f"user={user}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(part: str) -> str:
+    return f'"{part}"' if (not part or any(c in part for c in " \"'")) else part
+
+
+def _postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root: name the unprivileged user supervisord should switch to."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise StackError(
+        "running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL", RET_CONFIG
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child, not yet reaped) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _connect(dsn: str) -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    return conn
+
+
+def _pg_ready(dsn: str) -> bool:
+    _connect(dsn).close()
+    return True
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    """The same connection parameters, another database (libpq keyword strings and URIs alike)."""
+    return psycopg2.extensions.make_dsn(dsn, dbname=dbname)
+
+
+def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[str]:
+    """What `doctor` calls required, checked directly, and /metrics: a list of failures (empty: healthy)."""
+    failures: list[str] = []
+    if metrics:
+        url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                if response.status != 200:
+                    failures.append(f"{url} answered {response.status}")
+        except OSError as exc:
+            failures.append(f"{url}: {exc}")
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+        if heartbeat:
+            raw = client.get(contract.KEY_HEARTBEAT)
+            if raw is None:
+                failures.append(f"heartbeat key {contract.KEY_HEARTBEAT} missing")
+            elif time.time() - float(raw) >= 60:
+                failures.append(f"heartbeat {time.time() - float(raw):.0f} s old")
+    except (redis.RedisError, OSError, ValueError) as exc:
+        failures.append(f"Redis at {settings.redis_target}: {exc}")
+    finally:
+        client.close()
+    try:
+        conn = psycopg2.connect(settings.postgres_dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT to_regclass('integration_events') IS NOT NULL,"
+                    " has_function_privilege(to_regprocedure('log_integration_event(uuid,varchar,varchar,"
+                    "varchar,varchar,varchar,varchar,numeric,integer,jsonb)'), 'EXECUTE')"
+                )
+                table, function = cur.fetchone() or (False, False)
+            if not table or not function:
+                failures.append(f"PostgreSQL {settings.postgres_target}: schema missing (apply db/init.sql)")
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        failures.append(f"PostgreSQL {settings.postgres_target}: {message}")
+    return failures
+
+
+def doctor_available(root: Path) -> bool:
+    """`tickstockpl doctor` lands with the heartbeat work; until then the direct checks stand alone."""
+    return (root / "tickstockpl" / "commands" / "doctor.py").is_file()
+
+
+def run_doctor(env: Mapping[str, str], root: Path) -> int | None:
+    """Run `tickstockpl doctor` (its table on stdout) when this checkout has it; None when it does not."""
+    if not doctor_available(root):
+        return None
+    return subprocess.run(
+        [sys.executable, "-m", "tickstockpl.cli", "doctor"], env=dict(env), cwd=root
+    ).returncode
+
+
+# --- Docker ------------------------------------------------------------------------------------
+
+
+def compose(*args: str, root: Path = ROOT) -> int:
+    """`docker compose ...` in the project directory, output passed through."""
+    return subprocess.run(["docker", "compose", *args], cwd=root, check=False).returncode
+
+
+def use_docker(settings: Settings) -> bool:
+    if settings.stack_mode == "docker":
+        return True
+    return settings.stack_mode == "auto" and docker_daemon_answers()
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", type=Path, default=ROOT / "var", help="runtime directory (default ./var)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for health")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """`tickstockpl up|down|status`: the command name picks the action."""
+    stack = EmbeddedStack(settings=settings, var_dir=args.var.resolve())
+    if stack.supervisord_pid() is None and use_docker(settings):
+        compose_args = {"up": ("up", "-d", "--build", "--wait"), "down": ("down",), "status": ("ps",)}
+        return compose(*compose_args[args.command])
+    try:
+        if args.command == "up":
+            return stack.up(args.timeout)
+        if args.command == "down":
+            return stack.down()
+        return stack.status()
+    except (StackError, LocalServerError) as exc:
+        say(f"error: {exc}")
+        return exc.code if isinstance(exc, StackError) else RET_UNAVAILABLE
