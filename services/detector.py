@@ -1,0 +1,278 @@
+"""The detector process: a market-data source through the pattern engine into the outbox.
+
+Detection never waits on Redis. Events go into a bounded in-memory buffer that a flusher thread
+hands to `outbox.enqueue`; when Redis is down the flusher backs off (capped, jittered, logged once
+per state change) and the buffer keeps the newest `buffer_max` events, counting any it had to drop.
+Counters for other processes (exporter, heartbeat) go to the stats hash in the same flush:
+`bars_received`, `bars_rejected`, `bars_rejected:<reason>`, `detected:<pattern>`, `last_bar_time`.
+
+SIGTERM: finish the batch in flight, flush what can be flushed within `drain_timeout_s`, exit 0;
+a second SIGTERM exits at once (tickstockpl.lifecycle).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+import redis
+
+from tickstockpl import contract, outbox
+from tickstockpl.backoff import Backoff
+from tickstockpl.contract import ContractError
+from tickstockpl.errors import TickStockPLError
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK
+from tickstockpl.lifecycle import install_stop_handlers
+from tickstockpl.logs import setup_logging
+from tickstockpl.patterns import StreamingEngine, signal_to_event
+from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.sources import BarSource, build_source
+from tickstockpl.stores import redis_client
+
+log = logging.getLogger("tickstockpl.detector")
+
+BUFFER_MAX = 100_000  # events held while Redis is away (~1 KB each: ~100 MB at worst)
+FLUSH_BATCH = 500  # events per LPUSH
+DRAIN_TIMEOUT_S = 10.0  # how long a stopping detector keeps trying to hand over what it holds
+
+
+class EventBuffer:
+    """Events and counter deltas waiting for Redis, flushed by one background thread."""
+
+    def __init__(self, client: redis.Redis, buffer_max: int = BUFFER_MAX) -> None:
+        self.client = client
+        self.events: deque[dict[str, Any]] = deque()
+        self.buffer_max = buffer_max
+        self.stats: Counter[str] = Counter()
+        self.last_bar_time: float | None = None
+        self.dropped = 0
+        self.enqueued = 0
+        self.backoff = Backoff("Redis (detector outbox)", cap_s=10.0)
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline = float("inf")
+        self._thread = threading.Thread(target=self._loop, name="detector-flusher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, events: list[dict[str, Any]], stats: Counter[str], last_bar_time: float | None) -> None:
+        with self._cond:
+            self.events.extend(events)
+            overflow = len(self.events) - self.buffer_max
+            if overflow > 0:  # keep the newest: a stale pattern is worth less than a fresh one
+                if not self.dropped:
+                    log.error("outbox buffer full (%d events): dropping the oldest", self.buffer_max)
+                for _ in range(overflow):
+                    self.events.popleft()
+                self.dropped += overflow
+                self.stats["detector_events_dropped"] += overflow
+            self.stats.update(stats)
+            if last_bar_time is not None:
+                self.last_bar_time = last_bar_time
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def close(self, timeout_s: float) -> int:
+        """Stop the flusher after at most `timeout_s` of trying; return the events it could not hand over."""
+        with self._cond:
+            self._closing = True
+            self._deadline = time.monotonic() + timeout_s
+            self._cond.notify()
+        self._thread.join(timeout_s + 6.0)  # one Redis call may take its socket timeout
+        return self.pending
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self.events and not self.stats and not self._closing:
+                    self._cond.wait()
+                if self._closing and (self._idle() or time.monotonic() >= self._deadline):
+                    return
+                batch = [self.events[i] for i in range(min(FLUSH_BATCH, len(self.events)))]
+                stats, last_bar = Counter(self.stats), self.last_bar_time
+            delay = self._flush(batch, stats, last_bar)
+            if delay:
+                with self._cond:
+                    wait = min(delay, max(0.0, self._deadline - time.monotonic()))
+                    self._cond.wait(wait)
+
+    def _idle(self) -> bool:
+        return not self.events and not self.stats
+
+    def _flush(self, batch: list[dict[str, Any]], stats: Counter[str], last_bar: float | None) -> float:
+        """One attempt; 0 on success, else the backoff delay."""
+        try:
+            if batch:
+                try:
+                    outbox.enqueue(self.client, batch)
+                except ContractError as exc:  # never expected: events are built by the contract
+                    log.error("dropping %d events the contract refuses: %s", len(batch), exc)
+                self._forget_events(batch)
+            if stats or last_bar is not None:
+                self._write_stats(stats, last_bar)
+        except TickStockPLError as exc:
+            return self.backoff.failed(exc)
+        except redis.RedisError as exc:
+            return self.backoff.failed(exc)
+        self.backoff.succeeded()
+        return 0.0
+
+    def _forget_events(self, batch: list[dict[str, Any]]) -> None:
+        """Drop the handed-over events (by identity: an overflow may have dropped some meanwhile)."""
+        sent = {id(event) for event in batch}
+        with self._cond:
+            while self.events and id(self.events[0]) in sent:
+                self.events.popleft()
+            self.enqueued += len(batch)
+
+    def _write_stats(self, stats: Counter[str], last_bar: float | None) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for name, value in stats.items():
+            pipe.hincrby(contract.KEY_STATS, name, value)
+        if last_bar is not None:
+            pipe.hset(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME, repr(last_bar))
+        pipe.execute()
+        with self._cond:
+            self.stats.subtract(stats)
+            self.stats = +self.stats  # drop zero entries
+            if self.last_bar_time == last_bar:
+                self.last_bar_time = None
+
+
+class Detector:
+    """One detector run: `run()` loops over the source's batches until it ends, stops or hits a limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: BarSource | None = None,
+        client: redis.Redis | None = None,
+        engine: StreamingEngine | None = None,
+        buffer_max: int = BUFFER_MAX,
+    ) -> None:
+        self.settings = settings
+        self.source = source or build_source(settings)
+        self.engine = engine or StreamingEngine()
+        self.buffer = EventBuffer(client or redis_client(settings), buffer_max)
+        self.bars = 0
+        self.signals = 0
+        self._source_rejects_seen: Counter[str] = Counter()
+
+    def step(self, batch: list[Any]) -> int:
+        """Judge one batch of closed bars and buffer its events; return how many signals."""
+        before_accepted, before_rejected = self.engine.accepted, Counter(self.engine.rejected)
+        signals = self.engine.process(batch)
+        events = [signal_to_event(signal) for signal in signals]
+        stats: Counter[str] = Counter()
+        new_rejects = (self.engine.rejected - before_rejected) + (
+            self.source.rejected - self._source_rejects_seen
+        )
+        self._source_rejects_seen = Counter(self.source.rejected)
+        accepted = self.engine.accepted - before_accepted
+        stats["bars_received"] = accepted + sum(new_rejects.values())
+        for reason, count in new_rejects.items():
+            stats["bars_rejected"] += count
+            stats[f"bars_rejected:{reason}"] += count
+        for signal in signals:
+            stats[f"detected:{signal.pattern}"] += 1
+        self.buffer.put(events, +stats, time.time() if accepted else None)
+        self.bars += len(batch)
+        self.signals += len(signals)
+        return len(signals)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        max_bars: int | None = None,
+        once: bool = False,
+        drain_timeout_s: float,
+    ) -> str:
+        """Loop until the source ends, `stop` is set, `max_bars` bars are in, or one batch (`once`)."""
+        self.buffer.start()
+        reason = "the source has no more bars"
+        try:
+            for batch in self.source.batches(stop):
+                self.step(batch)
+                if once:
+                    reason = "once: one batch done"
+                    break
+                if max_bars is not None and self.bars >= max_bars:
+                    reason = f"max_bars reached ({self.bars} bars)"
+                    break
+                if stop.is_set():
+                    break
+            if stop.is_set():
+                reason = "stopping on request"
+        finally:
+            self.source.close()
+            left = self.buffer.close(drain_timeout_s)
+            if left:
+                log.error("%d events could not be handed to Redis before exit and are lost", left)
+        return reason
+
+
+def run(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    *,
+    max_bars: int | None = None,
+    once: bool = False,
+    source: BarSource | None = None,
+    client: redis.Redis | None = None,
+    drain_timeout_s: float = DRAIN_TIMEOUT_S,
+) -> int:
+    """Run the detector; returns an exit code. SIGTERM handling is installed when `stop` is not given."""
+    if stop is None:
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            install_stop_handlers(stop, "detector")
+    try:
+        detector = Detector(settings, source=source, client=client)
+    except (OSError, ValueError) as exc:
+        log.error("cannot open the %s source: %s", settings.source, exc)
+        return RET_CONFIG
+    log.info(
+        "detector starting: source=%s, %d patterns, redis %s",
+        settings.source,
+        len(detector.engine.pset.names),
+        settings.redis_target,
+    )
+    started = time.monotonic()
+    reason = detector.run(stop, max_bars=max_bars, once=once, drain_timeout_s=drain_timeout_s)
+    log.info(
+        "detector stopped: %s; %d bars, %d signals, %d events enqueued, %d rejected %s in %.1f s",
+        reason,
+        detector.bars,
+        detector.signals,
+        detector.buffer.enqueued,
+        sum(detector.engine.rejected.values()) + sum(detector.source.rejected.values()),
+        dict(detector.engine.rejected + detector.source.rejected),
+        time.monotonic() - started,
+    )
+    return RET_OK
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        setup_logging("INFO", "detector")
+        log.error("bad configuration: %s", exc)
+        return RET_CONFIG
+    setup_logging(settings.log_level, "detector")
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""services/detector.py against a real Redis: events in the outbox, counters, an outage, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from services import detector
+from tickstockpl import contract
+from tickstockpl.bars import Bar
+from tickstockpl.patterns import StreamingEngine
+from tickstockpl.settings import Settings
+from tickstockpl.sources.synthetic import SyntheticMarket, SyntheticSource
+
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ("AAA", "BBB", "CCC")
+
+
+def expected_signals(boundaries: int) -> list[Any]:
+    market = SyntheticMarket(SYMBOLS, seed=5, bar_seconds=60, start=0)
+    engine = StreamingEngine()
+    return [s for _ in range(boundaries) for s in engine.process(market.step())]
+
+
+def synthetic(boundaries: int) -> SyntheticSource:
+    return SyntheticSource(SYMBOLS, seed=5, bar_seconds=60, speed=0, start=0, limit=boundaries)
+
+
+def outbox(client: redis.Redis) -> list[dict[str, Any]]:
+    return [contract.decode_pattern_event(raw) for raw in reversed(client.lrange(contract.KEY_OUTBOX, 0, -1))]
+
+
+def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis_client: redis.Redis) -> None:
+    want = expected_signals(120)
+    assert want, "the synthetic market should produce signals in 120 bars"
+    code = detector.run(settings, threading.Event(), source=synthetic(120), drain_timeout_s=5)
+    assert code == 0
+    events = outbox(redis_client)
+    got = [(e["data"]["symbol"], e["data"]["bar_start"], e["data"]["pattern"]) for e in events]
+    assert got == [(s.symbol, s.start, s.pattern) for s in want]
+    first = events[0]["data"]
+    assert first["timestamp"] == first["bar_start"] + 60 and first["tier"] == first["source"] == "intraday"
+    assert first["timeframe"] == "1m" and first["direction"] in {"bullish", "bearish", "neutral"}
+    stats = {
+        k.decode(): int(v) for k, v in redis_client.hgetall(contract.KEY_STATS).items() if b"time" not in k
+    }
+    assert stats["bars_received"] == 120 * len(SYMBOLS)
+    assert stats["patterns_detected"] == len(want)
+    per_pattern = Counter(s.pattern for s in want)
+    assert {
+        k.removeprefix("detected:"): v for k, v in stats.items() if k.startswith("detected:")
+    } == per_pattern
+    assert float(redis_client.hget(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME) or 0) > 0
+
+
+class BadBarsSource:
+    """A few good bars with garbage between them."""
+
+    def __init__(self) -> None:
+        self.rejected: Counter[str] = Counter({"missing_field": 2})  # as if two rows failed to parse
+
+    def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        good = Bar("ZZZ", 60, 0, 10.0, 11.0, 9.0, 10.5, 100.0)
+        yield [good, good._replace(close=float("nan"), start=60), good._replace(volume=-1, start=60)]
+        yield [good, good._replace(start=120)]  # a duplicate, then a good one
+
+    def close(self) -> None:
+        return None
+
+
+def test_malformed_bars_are_counted_by_reason(settings: Settings, redis_client: redis.Redis) -> None:
+    assert detector.run(settings, threading.Event(), source=BadBarsSource(), drain_timeout_s=5) == 0
+    stats = redis_client.hgetall(contract.KEY_STATS)
+    assert int(stats[b"bars_received"]) == 7
+    assert int(stats[b"bars_rejected"]) == 5
+    assert {k: int(v) for k, v in stats.items() if k.startswith(b"bars_rejected:")} == {
+        b"bars_rejected:missing_field": 2,
+        b"bars_rejected:not_finite": 1,
+        b"bars_rejected:negative_volume": 1,
+        b"bars_rejected:duplicate": 1,
+    }
+
+
+def test_a_redis_outage_is_buffered_and_flushed_when_it_returns(
+    settings: Settings, redis_client: redis.Redis, redis_server: Any
+) -> None:
+    want = expected_signals(80)
+    client = redis.Redis(
+        host=settings.redis_host, port=settings.redis_port, socket_timeout=1, socket_connect_timeout=1
+    )
+    run = detector.Detector(settings, source=synthetic(80), client=client)
+    redis_server.stop()
+    try:
+        thread = threading.Thread(target=run.run, args=(threading.Event(),), kwargs={"drain_timeout_s": 60})
+        thread.start()
+        wait_for(
+            lambda: (
+                run.bars == 80 * len(SYMBOLS)
+                and run.buffer.pending == len(want)
+                and run.buffer.backoff.is_down
+            )
+        )
+        assert thread.is_alive()  # all bars judged, nothing handed over, and still running
+    finally:
+        redis_server.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    fresh = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    assert fresh.llen(contract.KEY_OUTBOX) == len(want)
+    assert int(fresh.hget(contract.KEY_STATS, "bars_received") or 0) == 80 * len(SYMBOLS)
+
+
+def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_client: redis.Redis) -> None:
+    env = {
+        **os.environ,
+        "REDIS_HOST": settings.redis_host,
+        "REDIS_PORT": str(settings.redis_port),
+        "TICKSTOCKPL_SOURCE": "synthetic",
+        "TICKSTOCKPL_SPEED": "0",
+        "TICKSTOCKPL_SYMBOLS": "AAA,BBB",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.detector"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: redis_client.llen(contract.KEY_OUTBOX) > 0)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopping on request" in out
+    received = int(redis_client.hget(contract.KEY_STATS, "bars_received") or 0)
+    assert received > 0 and received % 2 == 0  # whole boundaries only: the step in flight finished
