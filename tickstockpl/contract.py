@@ -55,6 +55,16 @@ KEY_REPLAY_STREAM: Final = PRODUCER_PREFIX + "stream:patterns"  # bounded replay
 KEY_STATS: Final = PRODUCER_PREFIX + "stats"  # hash of stack-wide counters (patterns_detected, ...)
 KEY_BACKTEST_QUEUE: Final = PRODUCER_PREFIX + "backtest:queue"
 KEY_BACKTEST_RUNNING: Final = PRODUCER_PREFIX + "backtest:running"
+KEY_HEALTH: Final = PRODUCER_PREFIX + "health"  # the latest system_health event (JSON), TTL as heartbeat
+KEY_HEALTH_CHANGES: Final = PRODUCER_PREFIX + "health:changes"  # recent status changes, newest first
+# Fields of KEY_STATS that the heartbeat, doctor and exporter read.
+STAT_PATTERNS_DETECTED: Final = "patterns_detected"  # HINCRBY by outbox.enqueue
+STAT_LAST_PATTERN_TIME: Final = "last_pattern_time"  # epoch seconds (float string), by outbox.enqueue
+STAT_LAST_BAR_TIME: Final = "last_bar_time"  # epoch seconds of the detector's last accepted bar, if kept
+STAT_STARTED_AT: Final = "started_at"  # when the running stack started: set by the heartbeat (see docs)
+STAT_STOPPED_AT: Final = "stopped_at"  # when the heartbeat last stopped cleanly
+# Appendix B item 11: the key is < 30 s old at every sample (the consumer's 30 s fallback check).
+HEARTBEAT_MAX_AGE_S: Final = 30.0
 # Consumer-owned keys the producer must never write (§5.3).
 CONSUMER_OWNED_KEY_PATTERNS: Final = (
     "tickstock:patterns:*",

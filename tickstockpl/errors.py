@@ -30,3 +30,7 @@ class AuditDataError(TickStockPLError):
     def __init__(self, message: str, sqlstate: str | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class RedisConfigError(TickStockPLError):
+    """Redis answers but refuses us (wrong password, ACL): an operator must act, retrying will not help."""
