@@ -1,0 +1,329 @@
+"""The heartbeat process: tells TickStockAppV2 the producer is alive, and how well.
+
+Every `heartbeat_interval_s` (10 s; the consumer calls >= 60 s offline, contract §5.1) it SETs
+`tickstock:producer:heartbeat` and `tickstockpl:heartbeat` to `repr(time.time())` with a TTL, so a
+dead producer's key disappears. Every `alive_row_interval_s` (60 s; the consumer's test wants a
+50-70 s average) it writes a PRODUCER_ALIVE row with the stack's figures from KEY_STATS. When a stack
+run begins it writes one PRODUCER_STARTED row. It publishes `system_health` on
+`tickstock.health.status` every `health_interval_s` (30 s) and at once on every status change.
+
+A stack run begins when this process starts and finds no heartbeat key (the previous run stopped
+cleanly, or has been dead longer than the TTL); a restart after a crash, while the key is still
+alive, continues the run. `started_at` in KEY_STATS is the run's start and `uptime_seconds` counts
+from it. Either store being down is reported (status degraded) and retried; nothing is faked later:
+a PRODUCER_ALIVE row that could not be written is skipped, not backfilled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import redis
+
+from tickstockpl import contract, health
+from tickstockpl.audit import AuditLog
+from tickstockpl.backoff import Backoff
+from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLError
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
+from tickstockpl.lifecycle import install_stop_handlers
+from tickstockpl.logs import setup_logging
+from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.stores import redis_client
+
+log = logging.getLogger("tickstockpl.heartbeat")
+
+HEALTH_CHANGES_KEPT = 100  # status changes kept in KEY_HEALTH_CHANGES for operators
+
+
+def _next_slot(previous: float, interval: float, now: float) -> float:
+    """Fixed-rate schedule (no drift); after a long stall skip the missed slots rather than burst."""
+    due = previous + interval
+    return due if due > now else now + interval
+
+
+class Heartbeat:
+    """The state of one heartbeat process; `run()` drives it. Store errors never escape a method."""
+
+    def __init__(self, settings: Settings, *, thresholds: health.Thresholds | None = None) -> None:
+        self.settings = settings
+        self.thresholds = thresholds or health.Thresholds.from_settings(settings)
+        timeout = max(0.5, min(5.0, settings.heartbeat_interval_s))
+        self.client = redis_client(settings, timeout_s=timeout)
+        self.audit = AuditLog(settings)
+        self.process_started = time.time()
+        self.started_at: float | None = None  # the stack run's start, once Redis has told us
+        self.new_run = False
+        self.startup_row_due = False
+        self.startup_row_failed = False
+        self.status: str | None = None
+        self.previous_status: str | None = None
+        self.status_since = self.process_started
+        self.unpublished_change = False  # a status change Redis was not there to hear
+        self.redis_backoff = Backoff("Redis", cap_s=max(0.2, settings.heartbeat_interval_s))
+        self.retry_in = settings.heartbeat_interval_s
+        self.postgres_backoff = Backoff("PostgreSQL")
+        self.last_report: health.HealthReport | None = None
+        self.last_stats: health.StackStats | None = None
+
+    # --- the Redis key ---------------------------------------------------------------------------
+    def beat(self) -> bool:
+        """SET both heartbeat keys (the same value, with the TTL); join or begin the stack run first."""
+        try:
+            if self.started_at is None:
+                self._join_or_begin_run()
+            now = time.time()
+            value = repr(now)
+            with health.redis_errors("SET heartbeat"):
+                pipe = self.client.pipeline(transaction=True)
+                pipe.set(contract.KEY_HEARTBEAT, value, ex=self.settings.heartbeat_ttl_s)
+                pipe.set(contract.KEY_HEARTBEAT_ALIAS, value, ex=self.settings.heartbeat_ttl_s)
+                # Put the run's start back if the stats hash was lost (a flushed or fresh Redis).
+                pipe.hsetnx(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.started_at))
+                pipe.execute()
+        except TickStockPLError as exc:
+            self.retry_in = min(self.settings.heartbeat_interval_s, self.redis_backoff.failed(exc))
+            return False
+        self.redis_backoff.succeeded()
+        return True
+
+    def _join_or_begin_run(self) -> None:
+        """No live heartbeat key: a new stack run starting now (when this process started)."""
+        with health.redis_errors("joining the stack run"):
+            alive = self.client.exists(contract.KEY_HEARTBEAT)
+            if alive:
+                self.client.hsetnx(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.process_started))
+            else:
+                self.client.hset(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.process_started))
+            started = self.client.hget(contract.KEY_STATS, contract.STAT_STARTED_AT)
+        self.started_at = float(started) if started else self.process_started
+        self.new_run = not alive
+        self.startup_row_due = self.new_run
+        if self.new_run:
+            log.info("stack run begins (started_at=%.3f)", self.started_at)
+        else:
+            log.info("heartbeat restarted inside a running stack (started_at=%.3f)", self.started_at)
+
+    # --- audit rows ------------------------------------------------------------------------------
+    def _write_row(self, checkpoint: str, details: dict[str, Any]) -> bool:
+        try:
+            self.audit.log_producer_row(checkpoint, details)
+        except AuditDataError as exc:  # cannot happen with our own small rows; never retry it
+            log.error("%s row rejected by PostgreSQL: %s", checkpoint, exc)
+            return False
+        except TickStockPLError as exc:
+            self.postgres_backoff.failed(exc)
+            return False
+        self.postgres_backoff.succeeded()
+        return True
+
+    def write_startup_row(self) -> None:
+        """PRODUCER_STARTED once per stack run; if Postgres was down at start, later, marked deferred."""
+        if not self.startup_row_due or self.started_at is None:
+            return
+        details: dict[str, Any] = {
+            "started_at": self.started_at,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "heartbeat_interval_s": self.settings.heartbeat_interval_s,
+            "alive_row_interval_s": self.settings.alive_row_interval_s,
+        }
+        if self.startup_row_failed:
+            details["deferred"] = True
+            details["written_after_s"] = round(time.time() - self.started_at, 3)
+        if self._write_row(contract.CHECKPOINT_PRODUCER_STARTED, details):
+            self.startup_row_due = False
+            log.info("startup row written")
+        else:
+            self.startup_row_failed = True
+
+    def write_alive_row(self) -> bool:
+        """PRODUCER_ALIVE with the stack's figures, read now; unknown figures are null, never guessed."""
+        now = time.time()
+        stats = self._read_stats()
+        details: dict[str, Any] = {
+            "patterns_detected": None if stats is None else stats.patterns_detected,
+            "uptime_seconds": None if self.started_at is None else round(max(0.0, now - self.started_at), 3),
+            "last_pattern_time": None if stats is None else stats.last_pattern_time,
+            "status": self.status,
+        }
+        if stats is None:
+            details["redis"] = "down"
+        return self._write_row(contract.CHECKPOINT_PRODUCER_ALIVE, details)
+
+    def _read_stats(self) -> health.StackStats | None:
+        try:
+            self.last_stats = health.read_stats(self.client)
+        except TickStockPLError:
+            return None
+        return self.last_stats
+
+    # --- health ----------------------------------------------------------------------------------
+    def evaluate(self) -> health.HealthReport:
+        """Probe both stores and read the stack's state; remember status changes."""
+        redis_error: Exception | None = None
+        stats = depths = None
+        try:
+            health.ping_redis(self.client)
+            stats = health.read_stats(self.client)
+            depths = health.queue_depths(self.client)
+        except TickStockPLError as exc:
+            redis_error = exc
+        postgres_error: Exception | None = None
+        if self.audit.enabled:
+            postgres_error = self._probe_postgres()
+        now = time.time()
+        report = health.assess(
+            redis_component=health.store_component(redis_error),
+            postgres_component=health.store_component(postgres_error, disabled=not self.audit.enabled),
+            stats=stats,
+            depths=depths,
+            now=now,
+            thresholds=self.thresholds,
+        )
+        if report.status != self.status:
+            log.warning(
+                "health %s -> %s%s",
+                self.status or "(start)",
+                report.status,
+                f": {', '.join(report.reasons)}" if report.reasons else "",
+            )
+            self.previous_status, self.status, self.status_since = self.status, report.status, now
+            self.unpublished_change = True
+        self.last_report = report
+        return report
+
+    def _probe_postgres(self) -> Exception | None:
+        """Can the audit path take a row? Connection, then the function (the consumer may drop it)."""
+        try:
+            conn = self.audit.connect()
+            with health.postgres_errors():
+                try:
+                    with conn.cursor() as cursor:
+                        present = health.audit_function_present(cursor)
+                finally:
+                    conn.rollback()  # never leave a transaction open: a row's timestamp is its start
+        except TickStockPLError as exc:
+            self.audit.close()
+            return exc
+        if not present:
+            return AuditConfigError("log_integration_event is missing")
+        return None
+
+    def publish_health(self, *, changed: bool) -> bool:
+        """PUBLISH the current status; also kept in KEY_HEALTH, and in KEY_HEALTH_CHANGES if it changed."""
+        report = self.last_report
+        if report is None:
+            return False
+        now = time.time()
+        event = health.health_event(
+            report,
+            now=now,
+            previous_status=self.previous_status,
+            status_since=self.status_since,
+            uptime_s=None if self.started_at is None else now - self.started_at,
+        )
+        event["changed"] = changed
+        payload = json.dumps(event, allow_nan=False, separators=(",", ":"))
+        try:
+            with health.redis_errors("PUBLISH health"):
+                pipe = self.client.pipeline(transaction=True)
+                pipe.publish(contract.CHANNEL_HEALTH, payload)
+                pipe.set(contract.KEY_HEALTH, payload, ex=self.settings.heartbeat_ttl_s)
+                if changed:
+                    pipe.lpush(contract.KEY_HEALTH_CHANGES, payload)
+                    pipe.ltrim(contract.KEY_HEALTH_CHANGES, 0, HEALTH_CHANGES_KEPT - 1)
+                pipe.execute()
+        except TickStockPLError:
+            return False  # Redis is down: the status is in our log; the next change event will tell
+        if changed:
+            self.unpublished_change = False
+        return True
+
+    # --- shutdown --------------------------------------------------------------------------------
+    def close(self, *, clean_stop: bool) -> None:
+        """On a requested stop, remove the heartbeat at once (as arq does) and mark the run stopped."""
+        if clean_stop:
+            try:
+                with health.redis_errors("removing the heartbeat"):
+                    pipe = self.client.pipeline(transaction=True)
+                    pipe.delete(contract.KEY_HEARTBEAT, contract.KEY_HEARTBEAT_ALIAS, contract.KEY_HEALTH)
+                    pipe.hset(contract.KEY_STATS, contract.STAT_STOPPED_AT, repr(time.time()))
+                    pipe.execute()
+            except TickStockPLError as exc:
+                log.warning("could not remove the heartbeat key (%s); it expires by its TTL", exc)
+        self.audit.close()
+        try:
+            self.client.close()
+        except redis.RedisError:
+            pass
+
+
+def run(settings: Settings, stop: threading.Event | None = None, *, once: bool = False) -> int:
+    """The heartbeat loop until `stop` is set; `once` does every job one time (tests, cron)."""
+    stop = stop or threading.Event()
+    beat = Heartbeat(settings)
+    log.info(
+        "heartbeat starting: key every %.3g s (TTL %d s), PRODUCER_ALIVE every %.3g s, health every %.3g s",
+        settings.heartbeat_interval_s,
+        settings.heartbeat_ttl_s,
+        settings.alive_row_interval_s,
+        settings.health_interval_s,
+    )
+    if settings.heartbeat_interval_s > 20 or settings.heartbeat_ttl_s <= settings.heartbeat_interval_s:
+        log.warning("heartbeat interval should be <= 20 s and below the TTL (contract §5.1)")
+    reason = "stopped on request"
+    clean = True
+    start = time.monotonic()
+    next_beat = next_alive = next_health = start
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                ok = beat.beat()
+                next_beat = now + (settings.heartbeat_interval_s if ok else beat.retry_in)
+                beat.write_startup_row()
+                beat.evaluate()
+                if beat.unpublished_change and beat.publish_health(changed=True):
+                    next_health = now + settings.health_interval_s  # a change event is also this slot's
+            if now >= next_alive:
+                beat.write_alive_row()
+                next_alive = _next_slot(next_alive, settings.alive_row_interval_s, now)
+            if now >= next_health:
+                beat.publish_health(changed=False)
+                next_health = _next_slot(next_health, settings.health_interval_s, now)
+            if once:
+                reason, clean = "done (once)", False
+                break
+            if stop.wait(max(0.0, min(next_beat, next_alive, next_health) - time.monotonic())):
+                break
+    except Exception:
+        log.exception("heartbeat failed unexpectedly")
+        reason, clean = "unexpected error", False
+        return RET_FAILED
+    finally:
+        beat.close(clean_stop=clean)
+        log.info("heartbeat stopped: %s", reason)
+    return RET_OK
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"heartbeat: configuration error: {exc}")
+        return RET_CONFIG
+    setup_logging(settings.log_level, name="heartbeat")
+    stop = threading.Event()
+    install_stop_handlers(stop, "heartbeat")
+    return run(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
