@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickstockpl.commands.backtest",
         "backtest patterns over stored (or --csv) history with the service's engine",
     ),
+    "heartbeat": (
+        "tickstockpl.commands.heartbeat",
+        "show the heartbeat key's age; --check exits 0/1 for container health checks",
+    ),
 }
 
 
