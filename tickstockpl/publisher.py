@@ -1,5 +1,8 @@
 """The one audit-then-publish path, shared by the relay and `publish-test`.
 
+`audit_batch` then `publish`: `audit_then_publish` composes them for publish-test; the relay calls the
+two stages itself so it can audit one batch while it publishes the previous one.
+
 Order matters (contract Appendix B item 7): the PATTERN_PUBLISHED row is committed before the event
 is published, so the consumer's EVENT_RECEIVED row always comes after ours in `flow_path`.
 """
@@ -7,14 +10,20 @@ is published, so the consumer's EVENT_RECEIVED row always comes after ours in `f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from tickstockpl import contract
 from tickstockpl.audit import AuditLog
-from tickstockpl.errors import RedisUnavailable
+from tickstockpl.errors import (
+    AuditConfigError,
+    AuditDataError,
+    PostgresUnavailable,
+    RedisUnavailable,
+    TickStockPLError,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,55 @@ def publish(client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: in
     return [int(count) for count in replies[0::2]]
 
 
+@dataclass
+class AuditOutcome:
+    """What became of a batch's audit rows, decided before any of it is published."""
+
+    publishable: list[Outgoing]  # the batch minus the rows PostgreSQL refused for their data
+    rejected: list[tuple[Outgoing, AuditDataError]] = field(default_factory=list)
+    # Set when the rows were not written (database down or misconfigured) and the caller chose to
+    # publish anyway: the rows go to a retry backlog.
+    deferred: TickStockPLError | None = None
+
+
+def audit_batch(
+    audit: AuditLog,
+    batch: Sequence[Outgoing],
+    *,
+    skip_existing: bool = False,
+    extra_details: Sequence[Mapping[str, Any]] | None = None,
+    isolate_poison: bool = False,
+    defer_on_failure: bool = False,
+    known_down: TickStockPLError | None = None,
+) -> AuditOutcome:
+    """Commit the batch's PATTERN_PUBLISHED rows; say what may be published.
+
+    By default every audit error propagates, so nothing is published (publish-test). The relay
+    asks for `isolate_poison` (rows refused for their data are split off, the rest is written) and
+    `defer_on_failure` (an unavailable or misconfigured database does not stop publishing);
+    `known_down` skips the attempt while the database is in backoff.
+    """
+    events = [item.event for item in batch]
+    if known_down is not None:
+        return AuditOutcome(list(batch), deferred=known_down)
+    try:
+        if not isolate_poison:
+            audit.log_published(events, skip_existing=skip_existing, extra_details=extra_details)
+            return AuditOutcome(list(batch))
+        _, bad = audit.log_published_isolating(
+            events, skip_existing=skip_existing, extra_details=extra_details
+        )
+    except (PostgresUnavailable, AuditConfigError) as exc:
+        if not defer_on_failure:
+            raise
+        return AuditOutcome(list(batch), deferred=exc)
+    bad_index = {index: error for index, error in bad}
+    return AuditOutcome(
+        [item for index, item in enumerate(batch) if index not in bad_index],
+        [(batch[index], error) for index, error in bad],
+    )
+
+
 def audit_then_publish(
     client: redis.Redis,
     audit: AuditLog,
@@ -62,7 +120,5 @@ def audit_then_publish(
     extra_details: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[int]:
     """Commit the batch's audit rows, then publish it; audit errors propagate before any publish."""
-    audit.log_published(
-        [item.event for item in batch], skip_existing=skip_existing, extra_details=extra_details
-    )
-    return publish(client, batch, replay_maxlen=replay_maxlen)
+    outcome = audit_batch(audit, batch, skip_existing=skip_existing, extra_details=extra_details)
+    return publish(client, outcome.publishable, replay_maxlen=replay_maxlen)
