@@ -1,13 +1,22 @@
-"""The local Redis list between the detector and the relay (the outbox).
+"""The local Redis list between the detector and the relay (the outbox), and the relay's lists.
 
 The detector LPUSHes validated events; the relay moves them on. An invalid event never enters
-the outbox: it is rejected here, by the contract, with the field named.
+the outbox: it is rejected here, by the contract, with the field named. The relay side (below
+`enqueue`) is the atomic move into the processing list, the ack, the dead letters and the audit
+backlog: every list operation the relay makes lives here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -34,3 +43,279 @@ def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(f"cannot enqueue {len(payloads)} pattern(s): {exc}") from None
     return len(payloads)
+
+
+# --- The relay side -------------------------------------------------------------------------------
+# The detector LPUSHes, so the oldest record sits at the right end. The relay moves records from the
+# right of the outbox onto the left of the processing list and removes them only after their audit
+# row and publish are done (rq's reliable-queue pattern): a crash leaves them in the processing list,
+# where recovery finds them. In the processing list a batch therefore sits newest-first.
+
+# Move up to ARGV[1] records in one atomic step (LMPOP in a script: a MULTI cannot feed LMPOP's reply
+# to LPUSH). Returns them oldest first. unpack() has a stack limit, hence the chunks.
+_MOVE_LUA = """
+local popped = redis.call('LMPOP', 1, KEYS[1], 'RIGHT', 'COUNT', ARGV[1])
+if not popped then return {} end
+local items = popped[2]
+for i = 1, #items, 1000 do
+    redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
+return items
+"""
+# Remove a batch (ARGV, oldest first) from a list where it was pushed newest-first. The batch is
+# normally the whole tail (the oldest batch in flight) or the head; then one LTRIM does it. Anything
+# else (a recovered stale entry among others) falls back to one LREM per record.
+_ACK_LUA = """
+local n = #ARGV
+local function matches(items)
+    if #items ~= n then return false end
+    for i = 1, n do
+        if items[i] ~= ARGV[n - i + 1] then return false end
+    end
+    return true
+end
+if matches(redis.call('LRANGE', KEYS[1], -n, -1)) then
+    redis.call('LTRIM', KEYS[1], 0, -n - 1)
+    return n
+end
+if matches(redis.call('LRANGE', KEYS[1], 0, n - 1)) then
+    redis.call('LTRIM', KEYS[1], n, -1)
+    return n
+end
+local removed = 0
+for i = 1, n do
+    removed = removed + redis.call('LREM', KEYS[1], -1, ARGV[i])
+end
+return removed
+"""
+# Requeue one dead letter: only if it is still there, so two operators cannot requeue it twice.
+_REQUEUE_LUA = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+def _as_bytes(item: bytes | str) -> bytes:
+    return item if isinstance(item, bytes) else item.encode("utf-8")
+
+
+@contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Every Redis failure becomes RedisUnavailable: the relay backs off and recovers from the lists."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise RedisUnavailable(f"{what}: {exc}") from None
+
+
+def take(client: redis.Redis, max_count: int, *, block_s: float = 0.0) -> list[bytes]:
+    """Atomically move up to `max_count` records from the outbox into the processing list.
+
+    Returns them oldest first. With `block_s`, waits that long (BLMOVE) for the first record when
+    the outbox is empty; the rest of the batch is whatever is there at that moment.
+    """
+    with _redis_errors("cannot take from the outbox"):
+        first: list[bytes] = []
+        if block_s > 0:
+            moved = client.execute_command(
+                "BLMOVE", contract.KEY_OUTBOX, contract.KEY_PROCESSING, "RIGHT", "LEFT", block_s
+            )
+            if moved is None:
+                return []
+            first = [_as_bytes(moved)]
+            max_count -= 1
+        if max_count <= 0:
+            return first
+        script = client.register_script(_MOVE_LUA)
+        rest = script(keys=[contract.KEY_OUTBOX, contract.KEY_PROCESSING], args=[max_count])
+        return first + [_as_bytes(item) for item in rest]
+
+
+def processing(client: redis.Redis) -> list[bytes]:
+    """Every record in the processing list, oldest first (what a crashed relay left behind)."""
+    with _redis_errors("cannot read the processing list"):
+        return [_as_bytes(item) for item in reversed(client.lrange(contract.KEY_PROCESSING, 0, -1))]
+
+
+def oldest(client: redis.Redis, key: str, max_count: int) -> list[bytes]:
+    """Up to `max_count` entries from the old end of a newest-first list, oldest first (a peek)."""
+    with _redis_errors(f"cannot read {key}"):
+        return [_as_bytes(item) for item in reversed(client.lrange(key, -max_count, -1))]
+
+
+def length(client: redis.Redis, key: str) -> int:
+    with _redis_errors(f"cannot read {key}"):
+        return int(client.llen(key))
+
+
+@dataclass
+class Finish:
+    """Everything that happens when a batch is done, applied in one MULTI/EXEC.
+
+    Either all of it happens (dead letters stored, deferred audit rows queued, counters bumped,
+    records removed from `source`) or none of it does, and recovery processes the batch again.
+    """
+
+    source: str  # the list the batch came from: KEY_PROCESSING, or KEY_AUDIT_BACKLOG
+    batch: Sequence[bytes]  # as taken, oldest first
+    dead_letters: list[bytes] = field(default_factory=list)
+    backlog: list[bytes] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    floats: dict[str, float] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a KEY_STATS counter (an amount of 0 still creates it, so readers see 0)."""
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+
+def finish(client: redis.Redis, done: Finish) -> None:
+    """Apply a Finish atomically (see the class)."""
+    pipe = client.pipeline(transaction=True)
+    if done.dead_letters:
+        pipe.lpush(contract.KEY_DEAD_LETTERS, *done.dead_letters)
+    if done.backlog:
+        pipe.lpush(contract.KEY_AUDIT_BACKLOG, *done.backlog)
+    if done.batch:
+        client.register_script(_ACK_LUA)(keys=[done.source], args=list(done.batch), client=pipe)
+    for name, amount in done.counters.items():
+        pipe.hincrby(contract.KEY_STATS, name, amount)
+    for name, value in done.floats.items():
+        pipe.hincrbyfloat(contract.KEY_STATS, name, value)
+    for name, text in done.values.items():
+        pipe.hset(contract.KEY_STATS, name, text)
+    with _redis_errors(f"cannot finish a batch of {len(done.batch)}"):
+        pipe.execute()
+
+
+# --- Dead letters and the audit backlog: JSON entries --------------------------------------------
+
+
+def _payload_fields(payload: bytes) -> dict[str, str]:
+    """The original bytes, kept exactly: as text when they are UTF-8, else base64."""
+    try:
+        return {"payload": payload.decode("utf-8"), "payload_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"payload": base64.b64encode(payload).decode("ascii"), "payload_encoding": "base64"}
+
+
+def _payload_bytes(entry: Mapping[str, Any]) -> bytes:
+    if entry.get("payload_encoding") == "base64":
+        return base64.b64decode(entry["payload"])
+    return str(entry["payload"]).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record the relay will not retry: why, where it failed, and its original payload."""
+
+    id: str
+    reason: str
+    stage: str  # "decode" (not parseable), "contract" (fails validation), "audit" (PostgreSQL refused it)
+    payload: bytes
+    dead_lettered_at: float
+    sqlstate: str | None = None
+    flow_id: str | None = None
+    symbol: str | None = None
+    pattern: str | None = None
+    published: bool = False  # True when the audit row was refused after the event went out (backlog)
+    raw: bytes = b""  # the stored entry, which identifies it for requeue
+
+    def to_json(self) -> dict[str, Any]:
+        """For `tickstockpl deadletters --json`."""
+        body = json.loads(self.raw) if self.raw else {}
+        body.pop("payload_encoding", None)
+        body["payload"] = _payload_fields(self.payload)["payload"]
+        body["payload_encoding"] = _payload_fields(self.payload)["payload_encoding"]
+        return body
+
+
+def dead_letter_entry(
+    payload: bytes,
+    reason: str,
+    stage: str,
+    *,
+    sqlstate: str | None = None,
+    event: Mapping[str, Any] | None = None,
+    published: bool = False,
+    now: float | None = None,
+) -> bytes:
+    """The JSON entry stored in KEY_DEAD_LETTERS for one poison record."""
+    entry: dict[str, Any] = {
+        "id": uuid.uuid4().hex[:12],
+        "reason": reason,
+        "stage": stage,
+        "sqlstate": sqlstate,
+        "dead_lettered_at": time.time() if now is None else now,
+        "published": published,
+    }
+    data = event.get("data") if event is not None else None
+    if isinstance(data, Mapping):
+        for key in ("flow_id", "symbol", "pattern"):
+            if isinstance(data.get(key), str):
+                entry[key] = data[key]
+    entry.update(_payload_fields(payload))
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _parse_dead_letter(raw: bytes) -> DeadLetter:
+    try:
+        entry = json.loads(raw)
+        return DeadLetter(
+            id=str(entry["id"]),
+            reason=str(entry["reason"]),
+            stage=str(entry["stage"]),
+            payload=_payload_bytes(entry),
+            dead_lettered_at=float(entry["dead_lettered_at"]),
+            sqlstate=entry.get("sqlstate"),
+            flow_id=entry.get("flow_id"),
+            symbol=entry.get("symbol"),
+            pattern=entry.get("pattern"),
+            published=bool(entry.get("published", False)),
+            raw=raw,
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # written by hand or by another version
+        digest = hashlib.sha1(raw).hexdigest()[:12]
+        return DeadLetter(digest, f"unreadable dead-letter entry: {exc}", "unknown", raw, 0.0, raw=raw)
+
+
+def dead_letters(client: redis.Redis, limit: int = 0) -> list[DeadLetter]:
+    """The dead letters, newest first (all of them when `limit` is 0)."""
+    with _redis_errors("cannot read the dead letters"):
+        raws = client.lrange(contract.KEY_DEAD_LETTERS, 0, limit - 1 if limit > 0 else -1)
+    return [_parse_dead_letter(_as_bytes(raw)) for raw in raws]
+
+
+def requeue_dead_letter(client: redis.Redis, letter_id: str) -> DeadLetter | None:
+    """Put a dead letter's original payload back on the outbox (next in line); None if not found.
+
+    For after a fix (the schema, the function, a grant): the record goes through the whole relay
+    again, validation included, so one that is still bad comes back here with its reason.
+    """
+    for letter in dead_letters(client):
+        if letter.id == letter_id:
+            script = client.register_script(_REQUEUE_LUA)
+            with _redis_errors("cannot requeue"):
+                moved = script(
+                    keys=[contract.KEY_DEAD_LETTERS, contract.KEY_OUTBOX], args=[letter.raw, letter.payload]
+                )
+            return letter if moved else None
+    return None
+
+
+def backlog_entry(payload: bytes, *, published_at: float, reason: str) -> bytes:
+    """A KEY_AUDIT_BACKLOG entry: a published record whose audit row is still to be written."""
+    entry = {"published_at": published_at, "reason": reason, **_payload_fields(payload)}
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def parse_backlog_entry(raw: bytes) -> tuple[bytes, float, str]:
+    """(original payload, publish time, why the row was deferred); ValueError if unreadable."""
+    try:
+        entry = json.loads(raw)
+        return _payload_bytes(entry), float(entry["published_at"]), str(entry.get("reason", ""))
+    except (KeyError, TypeError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ValueError(f"unreadable audit backlog entry: {exc}") from None

@@ -1,0 +1,385 @@
+"""The relay: outbox → PATTERN_PUBLISHED row → PUBLISH + replay stream → ack.
+
+At-least-once delivery with an effectively-once audit trail: a record leaves the processing list
+only after its audit row is committed (or queued in the backlog) and its event is published, in
+one MULTI with its dead letters and counters. Whatever a crash interrupts is processed again, and
+the audit write skips flows that already have their row, so a repeat publishes the same flow_id
+again but never writes a second row. See docs/relay.md.
+
+Throughput: the audit of batch k+1 runs on a worker thread (psycopg2 releases the GIL while
+PostgreSQL works) while the main thread publishes and acks batch k. The rows of a batch are still
+committed before any of its events are published.
+
+    python -m services.relay [--burst]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from tickstockpl import contract, outbox
+from tickstockpl.audit import AuditLog
+from tickstockpl.backoff import Backoff
+from tickstockpl.errors import AuditConfigError, RedisUnavailable, TickStockPLError
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
+from tickstockpl.lifecycle import install_stop_handlers
+from tickstockpl.logs import setup_logging
+from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish
+from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.stores import redis_client
+
+log = logging.getLogger("tickstockpl.relay")
+
+BLOCK_S = 0.5  # how long an idle relay waits on BLMOVE before it checks the stop flag again
+# Enqueue→publish latency histogram in KEY_STATS: cumulative `latency_bucket:<le seconds>` counters
+# (Prometheus style), plus `latency_bucket:+Inf` and `latency_sum_s`.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Batch:
+    """Records taken together, from the outbox (`fresh`) or found in the processing list."""
+
+    raw: list[bytes]
+    items: list[Outgoing]
+    done: outbox.Finish  # dead letters found while decoding; completed in _complete
+    fresh: bool  # crash points fire only on fresh batches, so every crash run also recovers
+    audit_attempted: bool
+    future: Future[AuditOutcome] = field(repr=False)
+
+
+class Relay:
+    """The relay's state between steps; `loop()` drives it. One instance per process."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else redis_client(settings)
+        self.audit = AuditLog(settings)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        self.redis_backoff = Backoff("Redis")
+        self.pg_backoff = Backoff("PostgreSQL audit database (rows go to the backlog meanwhile)")
+        self.pg_down: TickStockPLError | None = None
+        self.pg_retry_at = 0.0
+        self.need_recovery = True  # at start, and after any Redis error
+        self.backlog_pending = True  # checked at start; set again whenever rows are deferred
+        self.next_sweep = time.monotonic() + settings.relay_stale_after_s / 2
+        self.first_seen: dict[bytes, float] = {}
+        self.inflight: Batch | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def loop(self, stop: threading.Event, burst: bool = False) -> str:
+        """Run until asked to stop (or, in burst mode, until there is nothing left); say why."""
+        while True:
+            if stop.is_set():
+                return "stopping on request" + self._finish_inflight()
+            try:
+                idle = self.step(burst)
+                self.redis_backoff.succeeded()
+            except RedisUnavailable as exc:
+                self._abandon_inflight()
+                self.need_recovery = True
+                stop.wait(self.redis_backoff.failed(exc))
+                continue
+            if burst and idle:
+                return "burst done: outbox and processing list empty"
+
+    def step(self, burst: bool = False) -> bool:
+        """One turn: recovery and upkeep when due, then take a batch and complete the previous one.
+
+        Returns True when there was nothing to do.
+        """
+        if self.need_recovery:
+            self._flush()
+            self._recover(outbox.processing(self.client), "left in the processing list")
+            self.need_recovery = False
+        if time.monotonic() >= self.next_sweep:
+            self._flush()
+            self._sweep()
+        backlog_due = self.backlog_pending and self.audit.enabled and time.monotonic() >= self.pg_retry_at
+        if backlog_due:
+            self._flush()
+            self._drain_backlog()
+        had_inflight = self.inflight is not None
+        block_s = 0.0 if (had_inflight or burst) else BLOCK_S
+        raw = outbox.take(self.client, self.settings.relay_batch_size, block_s=block_s)
+        new = self._start(raw, fresh=True) if raw else None
+        if self.inflight is not None:
+            self._complete(self.inflight)
+        self.inflight = new
+        backlog_waits = self.backlog_pending and self.pg_down is None and self.audit.enabled
+        return not raw and not had_inflight and not backlog_waits
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.audit.close()
+        self.client.close()
+
+    # --- one batch --------------------------------------------------------------------------------
+
+    def _start(self, raw: list[bytes], *, fresh: bool) -> Batch:
+        """Decode a batch (poison goes to dead letters) and hand its audit rows to the worker."""
+        if fresh:
+            self._crash_point("after_move")
+        done = outbox.Finish(contract.KEY_PROCESSING, raw)
+        items = []
+        for payload in raw:
+            try:
+                items.append(Outgoing(payload, contract.decode_pattern_event(payload)))
+            except contract.ContractError as exc:
+                self._dead_letter(done, payload, str(exc), "contract")
+            except Exception as exc:  # RecursionError, OverflowError...: poison must not stop the relay
+                self._dead_letter(done, payload, f"cannot decode: {type(exc).__name__}: {exc}", "decode")
+        known_down = self.pg_down if time.monotonic() < self.pg_retry_at else None
+        future = self.executor.submit(
+            audit_batch,
+            self.audit,
+            items,
+            skip_existing=True,  # rows are effectively once even after a crash or a duplicate enqueue
+            isolate_poison=True,
+            defer_on_failure=True,
+            known_down=known_down,
+        )
+        return Batch(raw, items, done, fresh, known_down is None, future)
+
+    def _complete(self, batch: Batch) -> None:
+        """Wait for the batch's audit rows, publish what may go, then ack it all in one MULTI."""
+        outcome = batch.future.result()
+        if batch.fresh:
+            self._crash_point("after_audit")
+        published_at = time.time()
+        subscribers = publish(
+            self.client, outcome.publishable, replay_maxlen=self.settings.replay_stream_maxlen
+        )
+        if batch.fresh:
+            self._crash_point("after_publish")
+        done = batch.done
+        for item, error in outcome.rejected:
+            reason = f"audit row refused by PostgreSQL ({error.sqlstate}): {error}"
+            self._dead_letter(done, item.payload, reason, "audit", sqlstate=error.sqlstate, event=item.event)
+        if outcome.deferred is not None:
+            if batch.audit_attempted:
+                self._pg_failed(outcome.deferred, done)
+            reason = str(outcome.deferred)
+            done.backlog = [
+                outbox.backlog_entry(item.payload, published_at=published_at, reason=reason)
+                for item in outcome.publishable
+            ]
+            done.count("audit_deferred", len(done.backlog))
+            self.backlog_pending = self.backlog_pending or bool(done.backlog)
+        elif batch.audit_attempted:
+            self._pg_ok()
+        self._count_published(done, outcome.publishable, subscribers, published_at)
+        if not batch.fresh:
+            done.count("recovered", len(batch.raw))
+        if batch.fresh:
+            self._crash_point("before_ack")
+        outbox.finish(self.client, done)
+
+    def _count_published(
+        self, done: outbox.Finish, items: Sequence[Outgoing], subscribers: Sequence[int], published_at: float
+    ) -> None:
+        if not items:
+            return
+        done.count("patterns_published", len(items))
+        done.count("published_zero_subscribers", sum(1 for count in subscribers if count == 0))
+        for pattern, count in Counter(str(item.event["data"]["pattern"]) for item in items).items():
+            done.count(f"published:{pattern}", count)
+        latencies = sorted(max(0.0, published_at - float(item.event["timestamp"])) for item in items)
+        for le in LATENCY_BUCKETS_S:
+            done.count(f"latency_bucket:{le}", bisect.bisect_right(latencies, le))
+        done.count("latency_bucket:+Inf", len(latencies))
+        done.floats["latency_sum_s"] = sum(latencies)
+        done.values["last_publish_time"] = repr(published_at)
+
+    def _dead_letter(
+        self,
+        done: outbox.Finish,
+        payload: bytes,
+        reason: str,
+        stage: str,
+        *,
+        sqlstate: str | None = None,
+        event: Any = None,
+        published: bool = False,
+    ) -> None:
+        log.warning("dead letter (%s): %s", stage, reason)
+        entry = outbox.dead_letter_entry(
+            payload, reason, stage, sqlstate=sqlstate, event=event, published=published
+        )
+        done.dead_letters.append(entry)
+        done.count("dead_lettered")
+        pattern = event["data"].get("pattern") if isinstance(event, dict) else None
+        done.count(f"dead_lettered:{pattern if isinstance(pattern, str) else 'unknown'}")
+
+    # --- recovery, stale entries, the audit backlog -----------------------------------------------
+
+    def _recover(self, entries: list[bytes], where: str) -> None:
+        """Process records again, oldest first; their audit rows are skipped where they exist."""
+        if not entries:
+            return
+        log.warning("recovering %d record(s) %s", len(entries), where)
+        size = self.settings.relay_batch_size
+        for start in range(0, len(entries), size):
+            self._complete(self._start(entries[start : start + size], fresh=False))
+
+    def _sweep(self) -> None:
+        """Recover records another (dead) relay left in the processing list longer than allowed.
+
+        Runs with nothing of ours in flight, so everything in the list belongs to someone else.
+        """
+        now = time.monotonic()
+        self.next_sweep = now + self.settings.relay_stale_after_s / 2
+        seen: dict[bytes, float] = {}
+        stale = []
+        for payload in outbox.processing(self.client):
+            key = hashlib.blake2b(payload, digest_size=16).digest()
+            seen[key] = self.first_seen.get(key, now)
+            if now - seen[key] >= self.settings.relay_stale_after_s:
+                stale.append(payload)
+        self.first_seen = seen
+        self._recover(stale, f"stale in the processing list for over {self.settings.relay_stale_after_s:g} s")
+
+    def _drain_backlog(self) -> None:
+        """Write one chunk of deferred audit rows, marked `deferred` with their publish time."""
+        entries = outbox.oldest(self.client, contract.KEY_AUDIT_BACKLOG, self.settings.relay_batch_size)
+        if not entries:
+            self.backlog_pending = False
+            return
+        done = outbox.Finish(contract.KEY_AUDIT_BACKLOG, entries)
+        items, extras = [], []
+        for raw in entries:
+            try:
+                payload, published_at, _ = outbox.parse_backlog_entry(raw)
+                items.append(Outgoing(payload, contract.decode_pattern_event(payload)))
+                extras.append({"deferred": True, "published_at": published_at})
+            except Exception as exc:  # a hand-edited entry must not block the backlog
+                self._dead_letter(
+                    done, raw, f"unreadable audit backlog entry: {exc}", "decode", published=True
+                )
+        outcome = self.executor.submit(
+            audit_batch, self.audit, items, skip_existing=True, extra_details=extras, isolate_poison=True,
+            defer_on_failure=True,
+        ).result()  # fmt: skip
+        if outcome.deferred is not None:  # still down: the entries stay, only the failure is counted
+            failed = outbox.Finish(contract.KEY_AUDIT_BACKLOG, [])
+            self._pg_failed(outcome.deferred, failed)
+            outbox.finish(self.client, failed)
+            return
+        self._pg_ok()
+        for item, error in outcome.rejected:
+            reason = f"deferred audit row refused by PostgreSQL ({error.sqlstate}): {error}"
+            self._dead_letter(
+                done, item.payload, reason, "audit", sqlstate=error.sqlstate, event=item.event, published=True
+            )
+        done.count("audit_backlog_written", len(outcome.publishable))
+        outbox.finish(self.client, done)
+        log.info("wrote %d deferred audit row(s)", len(outcome.publishable))
+
+    # --- PostgreSQL state -------------------------------------------------------------------------
+
+    def _pg_failed(self, error: TickStockPLError, done: outbox.Finish) -> None:
+        """Back off; publishing goes on and rows wait in the backlog. Misconfiguration is loud."""
+        if isinstance(error, AuditConfigError) and str(error) != str(self.pg_down):
+            log.error(
+                "AUDIT DATABASE MISCONFIGURED (%s): %s. Publishing continues; PATTERN_PUBLISHED rows "
+                "wait in %s until it is fixed.",
+                self.settings.postgres_target,
+                error,
+                contract.KEY_AUDIT_BACKLOG,
+            )
+        self.pg_down = error
+        self.pg_retry_at = time.monotonic() + self.pg_backoff.failed(error)
+        done.count("audit_failures")
+
+    def _pg_ok(self) -> None:
+        if self.pg_down is not None:
+            self.pg_down = None
+            self.pg_retry_at = 0.0
+            self.pg_backoff.succeeded()
+
+    # --- in-flight bookkeeping --------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Complete the batch in flight, so that nothing of ours is half done."""
+        if self.inflight is not None:
+            batch, self.inflight = self.inflight, None
+            self._complete(batch)
+
+    def _abandon_inflight(self) -> None:
+        """After a Redis error: forget the batch (it stays in the processing list for recovery)."""
+        if self.inflight is not None:
+            batch, self.inflight = self.inflight, None
+            batch.future.exception()  # let the worker finish with the connection first
+
+    def _finish_inflight(self) -> str:
+        try:
+            self._flush()
+        except RedisUnavailable as exc:
+            self._abandon_inflight()
+            return f" (batch in flight left for recovery: {exc})"
+        return ""
+
+    def _crash_point(self, step: str) -> None:
+        """For fault tests: TICKSTOCKPL_CRASH_AT=<step> kills the process with SIGKILL right here."""
+        if self.settings.relay_crash_at == step:
+            log.warning("crash point %s: SIGKILL", step)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool = False) -> int:
+    """Run the relay until `stop` is set (or, with `burst`, until the outbox is empty); exit code."""
+    stop = stop if stop is not None else threading.Event()
+    relay = Relay(settings)
+    log.info(
+        "relay starting: redis %s, audit %s, batch %d",
+        settings.redis_target,
+        settings.postgres_target if settings.audit_enabled else "disabled",
+        settings.relay_batch_size,
+    )
+    code = RET_OK
+    try:
+        reason = relay.loop(stop, burst)
+    except Exception as exc:  # a bug: say so, leave the records for recovery, let supervisord restart us
+        log.exception("relay failed")
+        reason, code = f"unexpected error: {exc!r}", RET_FAILED
+    finally:
+        relay.close()
+    log.info("relay stopped: %s", reason)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="exit once the outbox is empty")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"relay: configuration error: {exc}")
+        return RET_CONFIG
+    setup_logging(settings.log_level, "relay")
+    stop = threading.Event()
+    install_stop_handlers(stop, "relay")
+    return run(settings, stop, burst=args.burst)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
