@@ -56,7 +56,15 @@ class StatFamily:
 # The counters the processes HINCRBY into contract.KEY_STATS. Per-label fields win; when a process
 # only keeps the overall figure, it is served with an empty label (which Prometheus drops).
 STAT_FAMILIES: tuple[StatFamily, ...] = (
-    StatFamily("patterns_detected", "Patterns the detector enqueued.", "patterns_detected", "detected"),
+    StatFamily(
+        "patterns_detected", "Patterns the detector found, by pattern.", "patterns_detected", "detected"
+    ),
+    StatFamily(
+        "outbox_enqueued",
+        "Records pushed onto the outbox, counted in the same transaction as the push (exact).",
+        "patterns_detected",
+        label=None,
+    ),
     StatFamily("patterns_published", "Patterns the relay published.", "patterns_published", "published"),
     StatFamily(
         "patterns_dead_lettered", "Records moved to the dead-letter list.", "dead_lettered", "dead_lettered"

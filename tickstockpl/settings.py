@@ -117,6 +117,8 @@ class Settings:
     stack_mode: str = _setting("TICKSTOCKPL_STACK", "auto", _choice("auto", "embedded", "docker"))
     # A superuser URI for a PostgreSQL that `make up` attaches to: apply db/init.sql, set role passwords.
     postgres_admin_uri: str = _setting("POSTGRES_ADMIN_URI", "", secret=True)
+    # Where the embedded stack keeps its state (supervisord socket, logs, local stores); relative to the root.
+    var_dir: str = _setting("TICKSTOCKPL_VAR_DIR", "var")
 
     @classmethod
     def from_env(

@@ -61,6 +61,7 @@ def test_serves_the_stack_state_from_redis(settings: Settings, redis_client: red
         assert sample(registry, "tickstockpl_up", dependency="redis") == 1.0
         assert sample(registry, "tickstockpl_up", dependency="postgres") == 1.0
         assert sample(registry, "tickstockpl_patterns_detected_total", pattern="") == 7.0
+        assert sample(registry, "tickstockpl_outbox_enqueued_total") == 7.0
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="Doji") == 3.0
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="Hammer") == 2.0
         assert sample(registry, "tickstockpl_patterns_published_total", pattern="") is None

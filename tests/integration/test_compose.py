@@ -1,0 +1,165 @@
+"""The deployment files: docker-compose.yml against the Compose schema (offline), the Prometheus
+config and alert rules through promtool, and supervisord.conf through supervisord's own parser.
+
+No Docker daemon is needed; `docker-compose config -q` runs only where that binary exists.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from services.exporter import build_registry
+from tickstockpl.settings import Settings
+from tickstockpl.stack import PROGRAMS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+BIN = Path(sys.executable).parent
+
+
+def load_yaml(path: Path) -> Any:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_compose_file_matches_the_compose_schema() -> None:
+    result = check_compose_schema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_a_broken_compose_file(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    healthcheck:\n", "    healthcheck: 5\n", 1))
+    assert check_compose_schema(broken).returncode != 0
+
+
+def test_compose_services_are_wired_as_the_issue_asks() -> None:
+    services = load_yaml(COMPOSE)["services"]
+    assert set(services) == {"postgres", "redis", "producer", "prometheus"}
+    postgres, redis, producer = services["postgres"], services["redis"], services["producer"]
+    assert any(port.endswith(":-5433}:5432") for port in postgres["ports"])  # host port 5433 by default
+    assert any("db/init.sql:/docker-entrypoint-initdb.d/" in volume for volume in postgres["volumes"])
+    assert any("docker-role-passwords.sh:/docker-entrypoint-initdb.d/" in v for v in postgres["volumes"])
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    for service in (postgres, redis, producer):
+        assert service["healthcheck"]["test"]
+    assert producer["healthcheck"]["test"] == ["CMD", "tickstockpl", "heartbeat", "--check"]
+    assert producer["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    # Secrets come from .env, never from the file itself.
+    assert "${POSTGRES_PASSWORD:?" in COMPOSE.read_text()
+    assert not re.search(r"PASSWORD:\s+[A-Za-z0-9]", COMPOSE.read_text())
+
+
+def test_files_the_dockerfile_and_compose_mount_exist() -> None:
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+    for service in load_yaml(COMPOSE)["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose is not installed on this machine"
+)
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("POSTGRES_PASSWORD=x\nPOSTGRES_SUPERUSER_PASSWORD=y\n")
+    result = subprocess.run(
+        ["docker-compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _promtool() -> str:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus; .ci/run does)")
+    return promtool
+
+
+def test_alert_rules_pass_promtool() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(ROOT / "deploy" / "alerts.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {
+        rule["alert"]
+        for group in load_yaml(ROOT / "deploy" / "alerts.yml")["groups"]
+        for rule in group["rules"]
+    }
+    for wanted in ("HeartbeatStale", "OutboxBacklog", "DeadLetters", "NoSubscribers"):
+        assert f"TickStockPL{wanted}" in names
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "deploy" / "alerts.yml", tmp_path / "alerts.yml")
+    config = (
+        (ROOT / "deploy" / "prometheus.yml").read_text().replace("/etc/prometheus/alerts.yml", "alerts.yml")
+    )
+    (tmp_path / "prometheus.yml").write_text(config)
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_use_only_metrics_the_exporter_serves(settings: Settings) -> None:
+    registry, collector = build_registry(settings)
+    try:
+        served = {sample.name for family in registry.collect() for sample in family.samples}
+    finally:
+        collector.close()
+    used = set(re.findall(r"\btickstockpl_[a-z_]+", (ROOT / "deploy" / "alerts.yml").read_text()))
+    assert used, "the rules name no metric"
+    assert used <= served, f"rules use metrics the exporter does not serve: {sorted(used - served)}"
+
+
+def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path: Path) -> None:
+    from supervisor.options import ServerOptions
+
+    options = ServerOptions()
+    options.environ_expansions = {
+        "ENV_TICKSTOCKPL_VAR": str(tmp_path),
+        "ENV_TICKSTOCKPL_PYTHON": sys.executable,
+        "ENV_TICKSTOCKPL_AUTOSTART": "false",
+    }
+    options.configfile = str(ROOT / "supervisord.conf")
+    options.process_config(do_usage=False)
+    groups = {group.name: group for group in options.process_group_configs}
+    assert set(groups) == {"tickstockpl"}
+    programs = {program.name: program for program in groups["tickstockpl"].process_configs}
+    assert set(programs) == set(PROGRAMS)
+    for program in programs.values():
+        assert program.command.endswith(f"-m services.{program.name}")
+        assert program.exitcodes == [0, 78]  # RET_CONFIG is "expected": misconfigured, do not restart
+        assert program.stdout_logfile == "/dev/stdout" and program.stdout_logfile_maxbytes == 0
+        assert program.redirect_stderr
+        assert program.environment == {"PYTHONUNBUFFERED": "1"}
+        assert program.stopwaitsecs >= 10
+    assert options.nodaemon and options.logfile == "/dev/null"
