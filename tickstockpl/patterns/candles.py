@@ -137,10 +137,12 @@ def detect_candles(
     if vol_score is None:
         vol_score = volume_score(win)
     flat: dict[int, tuple[npt.NDArray[np.intp], list[FloatArray]]] = {}
+    widest = max((spec.width for spec in specs), default=0)
+    scaled = _scaled(win, widest)
     results = []
     for spec in specs:
         if spec.width not in flat:
-            flat[spec.width] = _flatten(win, spec.width)
+            flat[spec.width] = _flatten(win.bars, scaled, spec.width)
         rows, (o, h, low, c) = flat[spec.width]
         if not len(rows):
             continue
@@ -157,16 +159,23 @@ def detect_candles(
     return results
 
 
-def _flatten(win: Windows, width: int) -> tuple[npt.NDArray[np.intp], list[FloatArray]]:
-    """Warm rows' last `width` bars laid end to end, one contiguous array per price.
+def _scaled(win: Windows, width: int) -> list[FloatArray]:
+    """The last `width` bars of o/h/l/c, each row scaled by a power of two that brings it near 1.
 
-    Each row is scaled by a power of two that brings its prices near 1. That multiplication is exact
-    and every TA-Lib candle rule is scale-free, so a row's own result is unchanged; but TA-Lib keeps
-    running sums across the whole call, and this keeps a $700 neighbour's rounding residue from
-    reaching a $30 row's sums (it once flipped a Harami on exact-tie data).
+    That multiplication is exact and every TA-Lib candle rule is scale-free, so a row's own result is
+    unchanged; but TA-Lib keeps running sums across the whole call, and this keeps a $700 neighbour's
+    rounding residue from reaching a $30 row's sums (it once flipped a Harami on exact-tie data).
     """
-    warm = win.bars >= width
-    rows = np.arange(win.rows) if warm.all() else np.flatnonzero(warm)
-    _, exponent = np.frexp(win.close[rows, -1])
+    _, exponent = np.frexp(win.close[:, -1])
     scale = np.ldexp(1.0, -exponent)[:, None]
-    return rows, [(p[rows, -width:] * scale).ravel() for p in (win.open, win.high, win.low, win.close)]
+    return [p[:, -width:] * scale for p in (win.open, win.high, win.low, win.close)]
+
+
+def _flatten(
+    bars: npt.NDArray[np.int64], scaled: list[FloatArray], width: int
+) -> tuple[npt.NDArray[np.intp], list[FloatArray]]:
+    """Warm rows' last `width` bars laid end to end, one contiguous array per price."""
+    if bars.min(initial=width) >= width:
+        return np.arange(len(bars)), [np.ascontiguousarray(p[:, -width:]).ravel() for p in scaled]
+    rows = np.flatnonzero(bars >= width)
+    return rows, [p[rows, -width:].ravel() for p in scaled]

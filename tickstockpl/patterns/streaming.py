@@ -152,13 +152,25 @@ class StreamingEngine:
 
     def _push(self, rows: npt.NDArray[np.intp], starts: npt.NDArray[np.int64], values: Any) -> Windows:
         """Shift each row left by one bar, append the new bar, and return the rows' windows."""
-        block = self._buf[:, rows]
-        block[:, :, :-1] = block[:, :, 1:]
-        block[:, :, -1] = values.T
-        self._buf[:, rows] = block
-        self._last_start[rows] = starts
-        self._count[rows] = np.minimum(self._count[rows] + 1, self.width)
-        return Windows(block[0], block[1], block[2], block[3], block[4], self._count[rows])
+        n = len(rows)
+        if rows[0] + n - 1 == rows[-1] and (n < 3 or bool((np.diff(rows) == 1).all())):
+            # One boundary of every series in creation order (the usual case): views, no gathers.
+            span = slice(int(rows[0]), int(rows[0]) + n)
+            block = self._buf[:, span]
+            block[:, :, :-1] = block[:, :, 1:].copy()
+            block[:, :, -1] = values.T
+            self._last_start[span] = starts
+            self._count[span] = np.minimum(self._count[span] + 1, self.width)
+            bars = self._count[span]
+        else:
+            block = self._buf[:, rows]
+            block[:, :, :-1] = block[:, :, 1:]
+            block[:, :, -1] = values.T
+            self._buf[:, rows] = block
+            self._last_start[rows] = starts
+            self._count[rows] = np.minimum(self._count[rows] + 1, self.width)
+            bars = self._count[rows]
+        return Windows(block[0], block[1], block[2], block[3], block[4], bars)
 
     def _signals(self, win: Windows, chunk: list[Bar]) -> list[Signal]:
         hits = evaluate(win, self.pset)
