@@ -21,7 +21,7 @@ from tickstockpl import outbox
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.patterns import StreamingEngine, signal_to_event
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.settings import Settings
 from tickstockpl.sources.csv_replay import CsvReplaySource
 from tickstockpl.stores import redis_client
 
@@ -140,15 +140,9 @@ def summary_table(counts: Counter[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """The `replay` subcommand; returns an exit code."""
-    client = None
-    if args.publish:
-        try:
-            client = redis_client(Settings.from_env())
-        except SettingsError as exc:
-            print(f"replay: bad configuration: {exc}")
-            return RET_USAGE
+    client = redis_client(settings) if args.publish else None
     try:
         result = replay(args.files, speed=args.speed, timeframe=args.timeframe, publish_to=client)
     except (OSError, ValueError) as exc:

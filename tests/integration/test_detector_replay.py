@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pytest
 import redis
 
 from tickstockpl import contract, replay
@@ -14,14 +13,10 @@ from tickstockpl.settings import Settings
 MINUTE = str(Path(__file__).resolve().parents[2] / "data" / "minute_aapl_2026.csv")
 
 
-def test_publish_enqueues_every_event(
-    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("REDIS_HOST", settings.redis_host)
-    monkeypatch.setenv("REDIS_PORT", str(settings.redis_port))
+def test_publish_enqueues_every_event(settings: Settings, redis_client: redis.Redis) -> None:
     parser = argparse.ArgumentParser()
     replay.add_arguments(parser)
-    assert replay.run(parser.parse_args([MINUTE, "--publish"])) == 0
+    assert replay.run(parser.parse_args([MINUTE, "--publish"]), settings) == 0
     expected = replay.replay([MINUTE]).counts.total()
     assert redis_client.llen(contract.KEY_OUTBOX) == expected > 0
     event = contract.decode_pattern_event(redis_client.rpop(contract.KEY_OUTBOX) or b"")

@@ -13,6 +13,7 @@ import pytest
 from tickstockpl import replay
 from tickstockpl.exitcodes import RET_OK, RET_USAGE
 from tickstockpl.patterns import history_signals
+from tickstockpl.settings import Settings
 from tickstockpl.sources.csv_replay import load_csv
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -48,8 +49,8 @@ def test_summary_table_rows_by_frequency_with_totals() -> None:
 
 def test_run_prints_the_summary_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse([MINUTE, "--speed", "0"]).speed == 0.0
-    assert replay.run(parse([MINUTE])) == RET_OK
+    assert replay.run(parse([MINUTE]), Settings()) == RET_OK
     out = capsys.readouterr().out
     assert "2,382 bars" in out and "Volume_Spike" in out and "pattern" in out
-    assert replay.run(parse(["/nonexistent.csv"])) == RET_USAGE
+    assert replay.run(parse(["/nonexistent.csv"]), Settings()) == RET_USAGE
     assert "nonexistent" in capsys.readouterr().out
