@@ -74,8 +74,7 @@ def parse_time(text: str) -> int:
 def read_csv(path: str | Path, timeframe: str | None = None) -> tuple[list[Series], Counter[str]]:
     """Every series in a `timestamp,symbol,open,high,low,close,volume` file, and rejects by reason.
 
-    The timeframe, unless given, is the smallest gap between two bars of a symbol (a daily file's
-    weekends do not matter: Monday to Tuesday is one day).
+    The timeframe, unless given, is the smallest gap between two bars (see `_infer_timeframe`).
     """
     rows: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     rejected: Counter[str] = Counter()
@@ -104,14 +103,18 @@ def _series(symbol: str, data: np.ndarray, rejected: Counter[str]) -> Series:
     data = data[codes == 0]
     unique = np.ones(len(data), bool)
     unique[:-1] = data[1:, 0] != data[:-1, 0]  # keep the last of equal times
-    rejected["duplicate"] += int((~unique).sum())
+    if not unique.all():
+        rejected["duplicate"] += int((~unique).sum())
     data = data[unique]
     return Series(symbol, "", data[:, 0].astype(np.int64), *(data[:, i].copy() for i in range(1, 6)))
 
 
 def _infer_timeframe(series: Iterable[Series]) -> str:
+    """The smallest gap between bars, except that any gap of a day or more means daily bars (a sparse
+    daily file has no two consecutive days); weekly data needs an explicit timeframe."""
     gaps = [int(np.diff(s.times).min()) for s in series if len(s.times) > 1]
-    return timeframe_label(min(gaps)) if gaps else "1d"
+    smallest = min(gaps, default=DAY_SECONDS)
+    return timeframe_label(min(smallest, DAY_SECONDS))
 
 
 class MemoryHistory:

@@ -1,0 +1,109 @@
+"""`tickstockpl load-history` and `tickstockpl backtest` as real processes against real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INIT_DB, PostgresHandle, execute
+from tests.integration.backtest_helpers import DAILY, ROOT
+from tickstockpl.local_servers import free_port
+from tickstockpl.settings import Settings
+
+HOURLY = ROOT / "data" / "hourly_aapl_2024_2026.csv"
+COUNT_SQL = "SELECT timeframe, count(*), count(DISTINCT symbol) FROM historical_bars GROUP BY 1 ORDER BY 1"
+RUN = ["--symbols", "AAPL,MSFT", "--patterns", "Hammer,Doji", "--from", "2005-01-01", "--to", "2010-12-31"]
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tickstockpl.cli", *args],
+        env={**os.environ, **settings.to_env()},
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def empty_bars(settings: Settings, postgres_server: PostgresHandle) -> Settings:
+    execute(postgres_server.dsn(INIT_DB), "TRUNCATE historical_bars")
+    return settings
+
+
+def test_load_history_twice_is_idempotent(empty_bars: Settings, postgres_server: PostgresHandle) -> None:
+    first = cli(empty_bars, "load-history", str(DAILY), str(HOURLY))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "loading [" in first.stdout and "100.0%" in first.stdout  # the progress bar (piped: by 10 %)
+    assert "AAPL 1d: 3,270 bars, 3,270 new or changed" in first.stdout
+    assert "loaded 15,633 bars of 6 series" in first.stdout
+    assert execute(postgres_server.dsn(INIT_DB), COUNT_SQL) == [("1d", 12_154, 5), ("1h", 3_479, 1)]
+    again = cli(empty_bars, "load-history", str(DAILY))
+    assert again.returncode == 0
+    assert "AAPL 1d: 3,270 bars, 0 new or changed" in again.stdout
+    assert execute(postgres_server.dsn(INIT_DB), COUNT_SQL) == [("1d", 12_154, 5), ("1h", 3_479, 1)]
+    # A corrected bar is updated in place, not duplicated.
+    execute(postgres_server.dsn(INIT_DB), "UPDATE historical_bars SET close = 1 WHERE symbol = 'IBM'")
+    fixed = cli(empty_bars, "load-history", str(DAILY))
+    assert "IBM 1d: 3,270 bars, 3,270 new or changed" in fixed.stdout
+    rows = execute(postgres_server.dsn(INIT_DB), "SELECT count(*) FROM historical_bars WHERE close = 1")
+    assert rows == [(0,)]
+
+
+def test_load_history_skips_malformed_rows(empty_bars: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "timestamp,symbol,open,high,low,close,volume\n"
+        "2020-01-02,XYZ,10,11,9,10.5,100\n"
+        "2020-01-03,XYZ,10,9,11,10.5,100\n"  # high below low
+        "2020-01-06,XYZ,abc,11,9,10.5,100\n"  # not a number
+        "2020-01-07,XYZ,10,11,9,10.5,100\n"
+    )
+    result = cli(empty_bars, "load-history", str(bad))
+    assert result.returncode == 0, result.stdout
+    assert "skipped 2 row(s)" in result.stdout and "high_below_low" in result.stdout
+    assert "XYZ 1d: 2 bars" in result.stdout
+
+
+def test_load_history_failures_are_one_line(settings: Settings, tmp_path: Path) -> None:
+    missing = cli(settings, "load-history", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 64 and "cannot read" in missing.stdout
+    down = cli(settings.replace(postgres_port=free_port()), "load-history", str(DAILY))
+    assert down.returncode == 69 and "unreachable" in down.stdout
+    assert "Traceback" not in missing.stderr + down.stderr
+
+
+def test_backtest_command_reads_postgres_and_matches_the_file(empty_bars: Settings) -> None:
+    assert cli(empty_bars, "load-history", str(DAILY)).returncode == 0
+    table = cli(empty_bars, "backtest", *RUN)
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert "backtest [" in table.stdout and "100.0%" in table.stdout
+    for text in (
+        "win rate",
+        "max drawdown",
+        "Sharpe ratio",
+        "pattern  trades",
+        "symbol  trades",
+        "Hammer",
+        "MSFT",
+    ):
+        assert text in table.stdout
+    from_db = cli(empty_bars, "backtest", *RUN, "--json")
+    from_file = cli(empty_bars, "backtest", *RUN, "--json", "--csv", str(DAILY))
+    db_results = json.loads(from_db.stdout.strip().splitlines()[-1])
+    assert db_results == json.loads(from_file.stdout.strip().splitlines()[-1])
+    assert db_results["total_trades"] > 0 and db_results["by_pattern"]["Doji"]["total_trades"] == 0
+
+
+def test_backtest_command_errors(empty_bars: Settings) -> None:
+    unknown = cli(empty_bars, "backtest", *RUN[:2], "--patterns", "Nope", *RUN[4:])
+    assert unknown.returncode == 64 and "unknown pattern(s) 'Nope'" in unknown.stdout
+    nothing = cli(empty_bars, "backtest", *RUN)  # nothing loaded
+    assert nothing.returncode == 1 and "no 1d bars for AAPL, MSFT" in nothing.stdout
