@@ -23,7 +23,7 @@ from tickstockpl.backoff import Backoff
 from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_job
 from tickstockpl.backtest.queue import JobQueue, cancel_target
 from tickstockpl.backtest.store import PostgresHistory
-from tickstockpl.errors import AuditConfigError, StoreUnavailable
+from tickstockpl.errors import AuditConfigError, RedisUnavailable, StoreUnavailable
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import install_stop_handlers
 from tickstockpl.logs import setup_logging
@@ -82,8 +82,9 @@ class Backtester:
     def poll(self, timeout: float) -> None:
         """Handle every message that arrives within `timeout` (returns early once the line is quiet)."""
         deadline = time.monotonic() + timeout
-        while True:
-            message = self.pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+        while not self.stop.is_set():
+            wait = min(POLL_S, max(0.0, deadline - time.monotonic()))
+            message = self.pubsub.get_message(timeout=wait)
             if message is None:
                 if time.monotonic() >= deadline:
                     return
@@ -229,9 +230,15 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
                 service.poll(POLL_S)
                 ran = service.run_next()
                 backoff.succeeded()
-            except (StoreUnavailable, *REDIS_ERRORS) as exc:
-                service.disconnect()
+            except (RedisUnavailable, *REDIS_ERRORS) as exc:
+                service.disconnect()  # resubscribe, and recover the job in flight, once Redis is back
                 stop.wait(backoff.failed(exc))
+                continue
+            except StoreUnavailable as exc:  # PostgreSQL: the job was requeued; keep taking messages
+                try:
+                    service.poll(backoff.failed(exc))
+                except REDIS_ERRORS:
+                    service.disconnect()
                 continue
             if once and not ran:
                 reason = "queue empty, quitting (once)"

@@ -219,3 +219,26 @@ def test_a_repeated_job_gets_no_second_result(
     barrier(redis_client, listener)
     assert len(listener.results(job["job_id"])) == 1
     assert redis_client.ttl(contract.KEY_BACKTEST_DONE + job["job_id"]) > 6 * 86_400
+
+
+def test_postgres_outage_requeues_the_job_and_keeps_serving(
+    start_service: Callable[..., Service],
+    redis_client: redis.Redis,
+    listener: Listener,
+    postgres_server: PostgresHandle,
+) -> None:
+    service = start_service()
+    waiting, bad = job_id(40), job_id(41)
+    postgres_server.stop()
+    try:
+        publish_job(redis_client, consumer_job(waiting, **BARRIER))
+        wait_for(lambda: "unavailable" in service.log(), "the service to notice PostgreSQL is down")
+        publish_job(redis_client, consumer_job(bad, patterns=["FlyingPig"]))
+        assert listener.wait_result(bad)["status"] == "failed"  # still answering while the database is down
+        assert listener.results(waiting) == []  # it cannot have run: no bars without PostgreSQL
+    finally:
+        postgres_server.start()
+    assert listener.wait_result(waiting)["status"] == "completed"
+    barrier(redis_client, listener)
+    assert len(listener.results(waiting)) == 1
+    assert service.proc.poll() is None
