@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickstockpl.commands.publish_test",
         "publish test pattern events (audit row first), as the integration document's generator",
     ),
+    "deadletters": (
+        "tickstockpl.commands.deadletters",
+        "list the records the relay dead-lettered (reason, payload); --requeue ID after a fix",
+    ),
     "up": ("tickstockpl.stack", "start the stack (docker compose, or supervisord) and wait until healthy"),
     "down": ("tickstockpl.stack", "stop everything `up` started, and nothing else"),
     "status": ("tickstockpl.stack", "supervisord's view of the programs, the required checks, and doctor"),
