@@ -35,7 +35,6 @@ from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import install_stop_handlers
 from tickstockpl.logs import setup_logging
 from tickstockpl.settings import Settings, SettingsError
-from tickstockpl.stores import redis_client
 
 log = logging.getLogger("tickstockpl.heartbeat")
 
@@ -55,7 +54,7 @@ class Heartbeat:
         self.settings = settings
         self.thresholds = thresholds or health.Thresholds.from_settings(settings)
         timeout = max(0.5, min(5.0, settings.heartbeat_interval_s))
-        self.client = redis_client(settings, timeout_s=timeout)
+        self.client = health.checking_client(settings, timeout_s=timeout)
         self.audit = AuditLog(settings)
         self.process_started = time.time()
         self.started_at: float | None = None  # the stack run's start, once Redis has told us

@@ -19,11 +19,14 @@ from typing import Any, Final
 import psycopg2
 import psycopg2.extensions
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tickstockpl import contract
 from tickstockpl.audit import classify
 from tickstockpl.errors import AuditConfigError, RedisConfigError, RedisUnavailable
 from tickstockpl.settings import Settings
+from tickstockpl.stores import redis_client
 
 # Overall status, as the consumer's own fixtures spell it (§2.5).
 HEALTHY: Final = "healthy"
@@ -51,6 +54,16 @@ FLOW_VIEW: Final = "pattern_flow_analysis"
 
 
 # --- Redis ------------------------------------------------------------------------------------------
+def checking_client(settings: Settings, *, timeout_s: float = 3.0) -> redis.Redis:
+    """A client that fails at once instead of retrying inside redis-py (6+ retries up to 10 times).
+
+    A health check must answer within its timeout, and our loops back off on their own.
+    """
+    client = redis_client(settings, timeout_s=timeout_s)
+    client.set_retry(Retry(NoBackoff(), 0))
+    return client
+
+
 @contextmanager
 def redis_errors(what: str) -> Iterator[None]:
     """Wrap redis-py errors: refused credentials are RedisConfigError, the rest RedisUnavailable."""

@@ -232,7 +232,7 @@ def test_health_events_when_postgres_goes_down_and_comes_back(
     timestamps = [row[1] for row in rows(config)]
     gaps = [b - a for a, b in zip(timestamps, timestamps[1:], strict=False)]
     assert min(gaps) >= 0.5 * config.alive_row_interval_s, gaps
-    assert max(gaps) >= 2 * config.alive_row_interval_s  # the hole the outage left is still there
+    assert max(gaps) >= 1.5 * config.alive_row_interval_s  # the hole the outage left is still there
     assert [e["changed"] for e in listener.events].count(True) == 3  # one event per status change
 
 

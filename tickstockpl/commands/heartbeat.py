@@ -13,7 +13,6 @@ from tickstockpl import contract, health
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_age <= 0:
         print("heartbeat: --max-age must be greater than 0")
         return RET_USAGE
-    client = redis_client(settings, timeout_s=3.0)
+    client = health.checking_client(settings)
     try:
         reading = health.read_heartbeat(client)
     except TickStockPLError as exc:
