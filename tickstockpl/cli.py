@@ -15,6 +15,10 @@ from tickstockpl.exitcodes import RET_CONFIG
 from tickstockpl.settings import Settings, SettingsError
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "replay": (
+        "tickstockpl.replay",
+        "run CSV market data through the detector; prints patterns by name and symbol (--publish to send)",
+    ),
     "publish-test": (
         "tickstockpl.commands.publish_test",
         "publish test pattern events (audit row first), as the integration document's generator",
@@ -37,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "heartbeat": (
         "tickstockpl.commands.heartbeat",
         "show the heartbeat key's age; --check exits 0/1 for container health checks",
+    ),
+    "doctor": (
+        "tickstockpl.commands.doctor",
+        "the integration checklist (stores, schema, grants, heartbeat, consumer); exit 1 on a failure",
     ),
 }
 
