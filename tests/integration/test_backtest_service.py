@@ -242,3 +242,28 @@ def test_postgres_outage_requeues_the_job_and_keeps_serving(
     barrier(redis_client, listener)
     assert len(listener.results(waiting)) == 1
     assert service.proc.poll() is None
+
+
+def test_run_once_drains_the_queue_in_process(
+    bars: Settings, redis_client: redis.Redis, listener: Listener
+) -> None:
+    """The real loop in burst mode: jobs a previous process left (queued and running) run, then it returns."""
+    from services.backtester import run
+
+    left_running, left_queued = consumer_job(job_id(50), **BARRIER), consumer_job(job_id(51), **BARRIER)
+    redis_client.lpush(contract.KEY_BACKTEST_RUNNING, json.dumps(left_running))
+    redis_client.lpush(contract.KEY_BACKTEST_QUEUE, json.dumps(left_queued))
+    assert run(bars, once=True) == 0
+    # All was published before run() returned; a sentinel after it proves the listener has it all.
+    redis_client.publish(contract.CHANNEL_BACKTEST_RESULTS, json.dumps({"job_id": "sentinel"}))
+    listener.wait_result("sentinel")
+    for job in (left_running, left_queued):
+        assert [r["status"] for r in listener.results(job["job_id"])] == ["completed"]
+    results = [m["job_id"] for c, m in listener.messages if c == contract.CHANNEL_BACKTEST_RESULTS]
+    assert results == [left_running["job_id"], left_queued["job_id"], "sentinel"]  # the recovered one first
+    assert listener.order(left_running["job_id"])[-1] == "r"
+    assert (
+        redis_client.llen(contract.KEY_BACKTEST_QUEUE)
+        == redis_client.llen(contract.KEY_BACKTEST_RUNNING)
+        == 0
+    )
