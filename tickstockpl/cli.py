@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickstockpl.commands.doctor",
         "the integration checklist (stores, schema, grants, heartbeat, consumer); exit 1 on a failure",
     ),
+    "tail": (
+        "tickstockpl.commands.tail",
+        "follow the producer's channels, one readable line per event (--json for raw)",
+    ),
 }
 
 
