@@ -4,7 +4,8 @@ Detection never waits on Redis. Events go into a bounded in-memory buffer that a
 hands to `outbox.enqueue`; when Redis is down the flusher backs off (capped, jittered, logged once
 per state change) and the buffer keeps the newest `buffer_max` events, counting any it had to drop.
 Counters for other processes (exporter, heartbeat) go to the stats hash in the same flush:
-`bars_received`, `bars_rejected`, `bars_rejected:<reason>`, `detected:<pattern>`, `last_bar_time`.
+`bars_received`, `bars_rejected`, `bars_rejected:<reason>`, `detected:<pattern>` (every signal),
+`signals_below_min_confidence` (detected, not published: TICKSTOCKPL_MIN_CONFIDENCE), `last_bar_time`.
 
 SIGTERM: finish the batch in flight, flush what can be flushed within `drain_timeout_s`, exit 0;
 a second SIGTERM exits at once (tickstockpl.lifecycle).
@@ -28,7 +29,7 @@ from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import install_stop_handlers
 from tickstockpl.logs import setup_logging
-from tickstockpl.patterns import StreamingEngine, signal_to_event
+from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
 from tickstockpl.settings import Settings, SettingsError
 from tickstockpl.sources import BarSource, build_source
 from tickstockpl.stores import redis_client
@@ -37,6 +38,8 @@ log = logging.getLogger("tickstockpl.detector")
 
 BUFFER_MAX = 100_000  # events held while Redis is away (~1 KB each: ~100 MB at worst)
 FLUSH_BATCH = 500  # events per LPUSH
+# Stats field: signals detected (and counted under detected:<pattern>) but below TICKSTOCKPL_MIN_CONFIDENCE.
+STAT_BELOW_MIN_CONFIDENCE = "signals_below_min_confidence"
 DRAIN_TIMEOUT_S = 10.0  # how long a stopping detector keeps trying to hand over what it holds
 
 
@@ -163,6 +166,8 @@ class Detector:
         self.settings = settings
         self.source = source or build_source(settings)
         self.engine = engine or StreamingEngine()
+        self.events = EventBuilder()
+        self.min_confidence = settings.min_confidence
         self.buffer = EventBuffer(client or redis_client(settings), buffer_max)
         self.bars = 0
         self.signals = 0
@@ -172,7 +177,8 @@ class Detector:
         """Judge one batch of closed bars and buffer its events; return how many signals."""
         before_accepted, before_rejected = self.engine.accepted, Counter(self.engine.rejected)
         signals = self.engine.process(batch)
-        events = [signal_to_event(signal) for signal in signals]
+        published = publishable(signals, self.min_confidence)
+        events = self.events.build(published)
         stats: Counter[str] = Counter()
         new_rejects = (self.engine.rejected - before_rejected) + (
             self.source.rejected - self._source_rejects_seen
@@ -185,6 +191,7 @@ class Detector:
             stats[f"bars_rejected:{reason}"] += count
         for signal in signals:
             stats[f"detected:{signal.pattern}"] += 1
+        stats[STAT_BELOW_MIN_CONFIDENCE] = len(signals) - len(published)
         self.buffer.put(events, +stats, time.time() if accepted else None)
         self.bars += len(batch)
         self.signals += len(signals)
@@ -243,9 +250,10 @@ def run(
         log.error("cannot open the %s source: %s", settings.source, exc)
         return RET_CONFIG
     log.info(
-        "detector starting: source=%s, %d patterns, redis %s",
+        "detector starting: source=%s, %d patterns, publishing confidence >= %.2f, redis %s",
         settings.source,
         len(detector.engine.pset.names),
+        settings.min_confidence,
         settings.redis_target,
     )
     started = time.monotonic()

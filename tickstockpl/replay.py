@@ -1,9 +1,11 @@
-"""`tickstockpl replay FILE... [--speed N] [--publish] [--timeframe S]`: real data through the detector.
+"""`tickstockpl replay FILE... [--speed N] [--publish [--min-confidence C]] [--timeframe S]`: real data
+through the detector.
 
 The same StreamingEngine as services/detector.py, fed by CsvReplaySource. Progress goes to stdout
 (a line redrawn in place on a terminal, a line per 10 % otherwise: the consumer's launcher never reads
-stderr), then a table of patterns by name and symbol. With --publish every event is handed to
-`outbox.enqueue`, exactly as the detector does, and the relay takes it from there.
+stderr), then a table of every pattern detected, by name and symbol. With --publish the events whose
+confidence reaches TICKSTOCKPL_MIN_CONFIDENCE (or --min-confidence) are handed to `outbox.enqueue`,
+exactly as the detector does, and the relay takes it from there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TextIO
 from tickstockpl import outbox
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
-from tickstockpl.patterns import StreamingEngine, signal_to_event
+from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
 from tickstockpl.settings import Settings
 from tickstockpl.sources.csv_replay import CsvReplaySource
 from tickstockpl.stores import redis_client
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--publish", action="store_true", help="enqueue the events for the relay to publish")
     parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="publish only signals with this confidence or more (default: TICKSTOCKPL_MIN_CONFIDENCE)",
+    )
+    parser.add_argument(
         "--timeframe", type=int, default=None, help="bar length in seconds (default: inferred)"
     )
 
@@ -47,6 +55,7 @@ class ReplayResult:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pattern, symbol) -> signals
     rejected: Counter[str] = field(default_factory=Counter)
     published: int = 0
+    held_back: int = 0  # detected, but below the minimum confidence for publishing
 
 
 class Progress:
@@ -85,12 +94,15 @@ def replay(
     speed: float = 0.0,
     timeframe: int | None = None,
     publish_to: Any = None,
+    min_confidence: float = 0.0,
     out: TextIO = sys.stdout,
     stop: threading.Event | None = None,
 ) -> ReplayResult:
-    """Run the files through a fresh engine; with `publish_to` (a Redis client) enqueue the events."""
+    """Run the files through a fresh engine; with `publish_to` (a Redis client) enqueue the events of
+    the signals whose confidence is at least `min_confidence` (`counts` has every signal)."""
     source = CsvReplaySource(files, speed=speed, timeframe=timeframe)
     engine = StreamingEngine()
+    builder = EventBuilder()
     result = ReplayResult()
     progress = Progress(len(source.bars), out)
     pending: list[dict[str, Any]] = []
@@ -101,7 +113,9 @@ def replay(
         signals_seen += len(signals)
         result.counts.update((s.pattern, s.symbol) for s in signals)
         if publish_to is not None:
-            pending.extend(signal_to_event(s) for s in signals)
+            published = publishable(signals, min_confidence)
+            result.held_back += len(signals) - len(published)
+            pending.extend(builder.build(published))
             if len(pending) >= PUBLISH_BATCH:
                 result.published += outbox.enqueue(publish_to, pending)
                 pending = []
@@ -143,8 +157,18 @@ def summary_table(counts: Counter[tuple[str, str]]) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The `replay` subcommand; returns an exit code."""
     client = redis_client(settings) if args.publish else None
+    minimum = settings.min_confidence if args.min_confidence is None else args.min_confidence
+    if not 0.0 <= minimum <= 1.0:
+        print(f"replay: --min-confidence must be within 0-1, got {minimum}")
+        return RET_USAGE
     try:
-        result = replay(args.files, speed=args.speed, timeframe=args.timeframe, publish_to=client)
+        result = replay(
+            args.files,
+            speed=args.speed,
+            timeframe=args.timeframe,
+            publish_to=client,
+            min_confidence=minimum,
+        )
     except (OSError, ValueError) as exc:
         print(f"replay: {exc}")
         return RET_USAGE
@@ -159,5 +183,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "rejected bars: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(result.rejected.items()))
         )
     if args.publish:
-        print(f"published: {result.published:,} events enqueued for the relay")
+        print(
+            f"published: {result.published:,} events enqueued for the relay; {result.held_back:,} below "
+            f"the minimum confidence {minimum:.2f} held back"
+        )
     return RET_OK

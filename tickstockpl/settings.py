@@ -52,6 +52,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be within 0-1")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse_choice(text: str) -> str:
         if text not in allowed:
@@ -107,6 +114,8 @@ class Settings:
     csv_files: tuple[str, ...] = _setting("TICKSTOCKPL_CSV_FILES", (), _parse_list)
     massive_api_key: str = _setting("MASSIVE_API_KEY", "", secret=True)
     massive_ws_url: str = _setting("MASSIVE_WS_URL", "wss://socket.massive.com/stocks")
+    # Signals below this confidence are detected and counted but not published (docs/patterns.md).
+    min_confidence: float = _setting("TICKSTOCKPL_MIN_CONFIDENCE", 0.7, _fraction)
     # Exporter and backtester.
     metrics_host: str = _setting("TICKSTOCKPL_METRICS_HOST", "127.0.0.1")
     metrics_port: int = _setting("TICKSTOCKPL_METRICS_PORT", 9108, _port)

@@ -50,7 +50,8 @@ def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
 def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis_client: redis.Redis) -> None:
     want = expected_signals(120)
     assert want, "the synthetic market should produce signals in 120 bars"
-    code = detector.run(settings, threading.Event(), source=synthetic(120), drain_timeout_s=5)
+    everything = settings.replace(min_confidence=0.0)
+    code = detector.run(everything, threading.Event(), source=synthetic(120), drain_timeout_s=5)
     assert code == 0
     events = outbox(redis_client)
     got = [(e["data"]["symbol"], e["data"]["bar_start"], e["data"]["pattern"]) for e in events]
@@ -68,6 +69,24 @@ def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis
         k.removeprefix("detected:"): v for k, v in stats.items() if k.startswith("detected:")
     } == per_pattern
     assert float(redis_client.hget(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME) or 0) > 0
+
+
+def test_only_signals_at_the_minimum_confidence_are_published(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    want = expected_signals(120)
+    kept = [s for s in want if round(s.confidence, 2) >= settings.min_confidence]
+    assert settings.min_confidence == 0.7 and 0 < len(kept) < len(want) / 2
+    assert detector.run(settings, threading.Event(), source=synthetic(120), drain_timeout_s=5) == 0
+    events = outbox(redis_client)
+    assert [(e["data"]["symbol"], e["data"]["bar_start"], e["data"]["pattern"]) for e in events] == [
+        (s.symbol, s.start, s.pattern) for s in kept
+    ]
+    assert min(e["data"]["confidence"] for e in events) >= 0.7
+    stats = redis_client.hgetall(contract.KEY_STATS)
+    assert int(stats[b"patterns_detected"]) == len(kept)
+    assert int(stats[b"signals_below_min_confidence"]) == len(want) - len(kept)
+    assert sum(int(v) for k, v in stats.items() if k.startswith(b"detected:")) == len(want)
 
 
 class BadBarsSource:
@@ -105,7 +124,7 @@ def test_a_redis_outage_is_buffered_and_flushed_when_it_returns(
     client = redis.Redis(
         host=settings.redis_host, port=settings.redis_port, socket_timeout=1, socket_connect_timeout=1
     )
-    run = detector.Detector(settings, source=synthetic(80), client=client)
+    run = detector.Detector(settings.replace(min_confidence=0.0), source=synthetic(80), client=client)
     redis_server.stop()
     try:
         thread = threading.Thread(target=run.run, args=(threading.Event(),), kwargs={"drain_timeout_s": 60})
@@ -135,6 +154,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
         "TICKSTOCKPL_SOURCE": "synthetic",
         "TICKSTOCKPL_SPEED": "0",
         "TICKSTOCKPL_SYMBOLS": "AAA,BBB",
+        "TICKSTOCKPL_MIN_CONFIDENCE": "0",  # every signal published: the outbox fills from the start
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.detector"],

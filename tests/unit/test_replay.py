@@ -54,3 +54,5 @@ def test_run_prints_the_summary_and_exit_codes(capsys: pytest.CaptureFixture[str
     assert "2,382 bars" in out and "Volume_Spike" in out and "pattern" in out
     assert replay.run(parse(["/nonexistent.csv"]), Settings()) == RET_USAGE
     assert "nonexistent" in capsys.readouterr().out
+    assert replay.run(parse([MINUTE, "--publish", "--min-confidence", "1.5"]), Settings()) == RET_USAGE
+    assert "--min-confidence must be within 0-1" in capsys.readouterr().out

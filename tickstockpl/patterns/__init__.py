@@ -9,13 +9,14 @@ from tickstockpl.patterns.custom import (
     VolumeSpike,
 )
 from tickstockpl.patterns.engine import HistorySignal, PatternSet, evaluate, history_signals
-from tickstockpl.patterns.streaming import Signal, StreamingEngine, signal_to_event
+from tickstockpl.patterns.streaming import EventBuilder, Signal, StreamingEngine, publishable, signal_to_event
 
 __all__ = [
     "ALL_CANDLES",
     "DEFAULT_CANDLES",
     "DEFAULT_CUSTOM",
     "NEUTRAL_CANDLES",
+    "EventBuilder",
     "HistorySignal",
     "PatternSet",
     "PriceBreakout",
@@ -26,5 +27,6 @@ __all__ = [
     "VolumeSpike",
     "evaluate",
     "history_signals",
+    "publishable",
     "signal_to_event",
 ]
