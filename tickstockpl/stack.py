@@ -62,12 +62,16 @@ def say(message: str) -> None:
     print(f"tickstockpl: {message}", flush=True)
 
 
-def supervisor_rpc(sock: Path) -> Any:
-    """An XML-RPC proxy to supervisord's control socket (what supervisorctl talks to)."""
+def supervisor_call(sock: Path, method: str, *args: Any) -> Any:
+    """One call to supervisord's XML-RPC interface (what supervisorctl talks to) on its socket."""
     from supervisor.xmlrpc import SupervisorTransport
 
     transport = SupervisorTransport(None, None, f"unix://{sock}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return getattr(proxy.supervisor, method)(*args)
+    finally:
+        transport.close()
 
 
 def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -116,12 +120,17 @@ class EmbeddedStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     local_redis: bool = False
     local_postgres: bool = False
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # supervisord, if ours
 
     # --- paths -----------------------------------------------------------------------------------
 
     @property
     def sock(self) -> Path:
         return self.var_dir / "supervisor.sock"
+
+    @property
+    def ctl_conf(self) -> Path:
+        return self.var_dir / "supervisorctl.conf"
 
     @property
     def pidfile(self) -> Path:
@@ -149,17 +158,18 @@ class EmbeddedStack:
         except (OSError, ValueError):
             return None
         try:
-            if supervisor_rpc(self.sock).supervisor.getPID() == pid:
+            if supervisor_call(self.sock, "getPID") == pid:
                 return pid
         except (OSError, xmlrpc.client.Error):
             return None
         return None
 
-    def rpc(self) -> Any:
-        return supervisor_rpc(self.sock)
+    def call(self, method: str, *args: Any) -> Any:
+        """supervisord's XML-RPC `supervisor.<method>(*args)`."""
+        return supervisor_call(self.sock, method, *args)
 
     def process_info(self) -> list[dict[str, Any]]:
-        info: list[dict[str, Any]] = self.rpc().supervisor.getAllProcessInfo()
+        info: list[dict[str, Any]] = self.call("getAllProcessInfo")
         return info
 
     def environment(self) -> dict[str, str]:
@@ -292,6 +302,8 @@ class EmbeddedStack:
         for stale in self.metrics_dir.iterdir():  # multiprocess files belong to the previous run
             stale.unlink()
         self.sock.unlink(missing_ok=True)
+        # For people: `supervisorctl -c var/supervisorctl.conf status` (the main file needs the env).
+        self.ctl_conf.write_text(f"[supervisorctl]\nserverurl=unix://{self.sock}\n")
         command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.root / "supervisord.conf")]
         if foreground:
             process = subprocess.Popen(command, env=self.environment(), cwd=self.root)
@@ -312,15 +324,15 @@ class EmbeddedStack:
                 raise StackError(f"supervisord exited with {process.returncode}; see {self.log_file}")
             return self.supervisord_pid() == process.pid
 
+        self._process = process  # reaped by down(): no zombie, no "still running" warning
         wait_until(answers, 30, "supervisord's control socket")
         return process
 
     def start_programs(self) -> None:
-        rpc = self.rpc()
         for name in self.programs():
-            info = rpc.supervisor.getProcessInfo(f"{GROUP}:{name}")
+            info = self.call("getProcessInfo", f"{GROUP}:{name}")
             if info["statename"] not in (RUNNING, "STARTING"):
-                rpc.supervisor.startProcess(f"{GROUP}:{name}", False)
+                self.call("startProcess", f"{GROUP}:{name}", False)
         say(f"started {', '.join(self.programs())}")
 
     def check_programs(self) -> None:
@@ -339,17 +351,25 @@ class EmbeddedStack:
     def unhealthy_reasons(self) -> list[str]:
         """Why the stack is not healthy yet (empty: healthy): programs, stores, schema, heartbeat, doctor."""
         self.check_programs()
-        states = {info["name"]: info["statename"] for info in self.process_info() if info["group"] == GROUP}
+        states = {
+            info["name"]: "DONE"
+            if info["statename"] == EXITED and info["exitstatus"] == 0
+            else info["statename"]
+            for info in self.process_info()
+            if info["group"] == GROUP
+        }  # DONE: exited 0, e.g. a finite CSV replay that has run its course
         programs = self.programs()
         reasons = [
-            f"{name} is {states.get(name, 'missing')}" for name in programs if states.get(name) != RUNNING
+            f"{name} is {states.get(name, 'missing')}"
+            for name in programs
+            if states.get(name) not in (RUNNING, "DONE")
         ]
         reasons += required_checks(
             self.settings, heartbeat="heartbeat" in programs, metrics="exporter" in programs
         )
         if not reasons and doctor_available(self.root):
             result = subprocess.run(
-                [sys.executable, "-m", "tickstockpl.cli", "doctor", "--json"],
+                [sys.executable, "-m", "tickstockpl.cli", "doctor", "--json", "--expect-running"],
                 env=self.environment(),
                 cwd=self.root,
                 capture_output=True,
@@ -393,8 +413,10 @@ class EmbeddedStack:
             self.sock.unlink(missing_ok=True)
             return RET_OK
         say(f"stopping supervisord (pid {pid}) and everything it started")
-        self.rpc().supervisor.shutdown()
+        self.call("shutdown")
         wait_until(lambda: not _alive(pid), timeout_s, f"supervisord (pid {pid}) to exit")
+        if self._process is not None:
+            self._process.wait()
         self.sock.unlink(missing_ok=True)
         say("stopped")
         return RET_OK
@@ -610,7 +632,9 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
 
 def doctor_available(root: Path) -> bool:
     """`tickstockpl doctor` lands with the heartbeat work; until then the direct checks stand alone."""
-    return (root / "tickstockpl" / "commands" / "doctor.py").is_file()
+    from tickstockpl.cli import COMMANDS
+
+    return "doctor" in COMMANDS and (root / "tickstockpl" / "commands" / "doctor.py").is_file()
 
 
 def run_doctor(env: Mapping[str, str], root: Path) -> int | None:

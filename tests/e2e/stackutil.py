@@ -1,0 +1,224 @@
+"""Helpers for the end-to-end tests: start a whole supervised stack on fresh servers, and look at it
+only through its public surfaces (the channel, integration_events, the heartbeat key, /metrics,
+supervisorctl).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg2
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from tickstockpl import contract
+from tickstockpl.local_servers import free_port
+from tickstockpl.settings import Settings
+from tickstockpl.stack import EmbeddedStack
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def poll(condition: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.1) -> T:
+    """The first truthy value of `condition()`; fails the test after `timeout_s` (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def stack_settings(**overrides: Any) -> Settings:
+    """Settings for a stack on free ports: nothing listens there, so the stack starts its own stores."""
+    base = Settings(
+        redis_host="127.0.0.1",
+        redis_port=free_port(),
+        postgres_host="127.0.0.1",
+        postgres_port=free_port(),
+        postgres_password=secrets.token_urlsafe(12),
+        metrics_port=free_port(),
+        heartbeat_interval_s=1.0,
+        alive_row_interval_s=5.0,
+        health_interval_s=5.0,
+        speed=600.0,
+        stack_mode="embedded",
+    )
+    return base.replace(**overrides)
+
+
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (a var directory, say)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and alive(int(entry.name)):
+                found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@dataclass
+class RunningStack:
+    """A stack started by a test, and the public surfaces to look at it."""
+
+    stack: EmbeddedStack
+    settings: Settings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = self.stack.settings
+
+    @property
+    def var_dir(self) -> Path:
+        return self.stack.var_dir
+
+    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.stack.ctl_conf), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def status(self) -> dict[str, tuple[str, int]]:
+        """Program name -> (state, pid) from `supervisorctl status`."""
+        result: dict[str, tuple[str, int]] = {}
+        for line in self.supervisorctl("status").stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                pid = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[2] == "pid" else 0
+                result[parts[0]] = (parts[1], pid)
+        return result
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host=self.settings.redis_host, port=self.settings.redis_port, socket_timeout=10)
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        conn = psycopg2.connect(self.settings.postgres_dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def published_rows(self) -> list[tuple[str, int]]:
+        """(flow_id, row count) of every PATTERN_PUBLISHED row the producer wrote."""
+        return [
+            (str(flow_id), int(count))
+            for flow_id, count in self.sql(
+                "SELECT flow_id, count(*) FROM integration_events"
+                " WHERE checkpoint = %s AND source_system = %s GROUP BY flow_id",
+                (contract.CHECKPOINT_PATTERN_PUBLISHED, contract.SOURCE_SYSTEM),
+            )
+        ]
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, keyed by (name, sorted labels)."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.metrics().get((name, tuple(sorted(labels.items()))))
+
+    def metric_sum(self, name: str) -> float:
+        return sum(value for (sample, _), value in self.metrics().items() if sample == name)
+
+
+@contextmanager
+def running_stack(var_dir: Path, settings: Settings) -> Iterator[RunningStack]:
+    """Start the embedded stack (as `make up` does) and stop it afterwards, checking nothing is left."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.chmod(0o755)
+    stack = EmbeddedStack(settings=settings, var_dir=var_dir, env_file=None, durable=False)
+    try:
+        stack.up(timeout_s=180)
+        yield RunningStack(stack)
+    finally:
+        pid = stack.supervisord_pid()
+        started = descendants(pid) if pid else set()
+        stack.down()
+        poll(lambda: not [p for p in started if alive(p)], 60, "every process the stack started to exit")
+
+
+class Subscriber:
+    """Collects every message on a channel (the consumer's view); `messages` reads what has arrived."""
+
+    def __init__(self, client: redis.Redis, channel: str = contract.CHANNEL_PATTERNS) -> None:
+        self._received: list[bytes] = []
+        self._client = client  # a collected client closes its pool, and with it our connection
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+        # The subscribe confirmation is read (and skipped) by the first get_message.
+        first = self._pubsub.get_message(timeout=5)
+        if first is not None and first["type"] == "message":
+            self._received.append(first["data"])
+
+    @property
+    def messages(self) -> list[bytes]:
+        while (message := self._pubsub.get_message(timeout=0.01)) is not None:
+            if message["type"] == "message":
+                self._received.append(message["data"])
+        return list(self._received)
+
+    def close(self) -> None:
+        self._pubsub.close()
+        self._client.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
