@@ -1,15 +1,21 @@
-"""Candlestick patterns through TA-Lib's batch functions, evaluated on many windows per call.
+"""Candlestick patterns, evaluated on many windows at once, giving TA-Lib's own answer on every bar.
 
-Why batch and not `talib.stream`: a stream handle costs one Python call per bar per pattern (~0.45 us),
-while a batch function runs ~50-150 million bars/s. Laying every symbol's last `lookback + 1` bars end
-to end and calling the batch function once per boundary, then reading the output at each window's last
-bar, is several times faster; the tests check it gives TA-Lib's own answer on every bar.
+Two ways, one answer:
+- Patterns with a rule in rules.py (the default set) are judged in numpy, all rows of a boundary at
+  once, with TA-Lib's exact arithmetic (its candle-setting averages carried as running totals from the
+  series' first bar, as TA-Lib's batch function carries them). Several times faster than a
+  `talib.stream` call per bar per pattern; see rules.py for why the results are bit-identical.
+- The others, and any caller that has no running totals, use TA-Lib's batch functions over the rows'
+  windows laid end to end (one call per pattern per boundary), reading the output at each window's
+  last bar.
+The tests check both against `talib.CDLxxx` on every bar of the three real data files.
 
 Published names: the eleven TickStockAppV2's UI offers verbatim, the rest CamelCase of TA-Lib's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,6 +23,7 @@ import numpy.typing as npt
 import talib
 from talib import abstract
 
+from tickstockpl.patterns.rules import RULES, Candles, Rule, Total
 from tickstockpl.patterns.windows import FloatArray, Windows, volume_score
 
 BULLISH, BEARISH, NEUTRAL = 1, -1, 0
@@ -105,13 +112,14 @@ class CandleSpec(NamedTuple):
     name: str
     function: Any  # the talib batch function
     width: int  # lookback + 1: the bars one output needs, and the warm-up
+    rule: Rule | None  # the numpy transcription, when there is one
 
 
 def candle_spec(name: str) -> CandleSpec:
     """Look up a published name; KeyError names the unknown pattern."""
     function = FUNCTION_FOR[name]
     lookback = int(abstract.Function(function).lookback)  # type: ignore[attr-defined]
-    return CandleSpec(name, getattr(talib, function), lookback + 1)
+    return CandleSpec(name, getattr(talib, function), lookback + 1, RULES.get(function))
 
 
 def candle_confidence(
@@ -129,34 +137,63 @@ def candle_confidence(
 
 
 def detect_candles(
-    win: Windows, specs: tuple[CandleSpec, ...], vol_score: FloatArray | None = None
+    win: Windows,
+    specs: tuple[CandleSpec, ...],
+    vol_score: FloatArray | None = None,
+    totals: Mapping[Total, FloatArray] | None = None,
 ) -> list[tuple[str, npt.NDArray[np.intp], npt.NDArray[np.int8], FloatArray]]:
     """For each pattern: (name, rows where it fires, direction +1/-1/0, confidence).
 
+    `totals` (per row: TA-Lib's running totals at the row's last bar, see rules.py) lets the patterns
+    with a numpy rule use it; without them every pattern goes through TA-Lib's batch functions.
     `vol_score` (per row, from `windows.volume_score`) is passed in when the caller already has it."""
     if vol_score is None:
         vol_score = volume_score(win)
-    flat: dict[int, tuple[npt.NDArray[np.intp], list[FloatArray]]] = {}
-    widest = max((spec.width for spec in specs), default=0)
-    scaled = _scaled(win, widest)
+    candles = Candles(win.open, win.high, win.low, win.close, totals) if totals is not None else None
+    batch = tuple(spec for spec in specs if spec.rule is None or candles is None)
+    batch_raw = dict(_batch(win, batch))
     results = []
+    for spec in specs:
+        if spec.name in batch_raw:
+            hit_rows, values = batch_raw[spec.name]
+        else:
+            assert spec.rule is not None and candles is not None
+            with np.errstate(invalid="ignore"):
+                raw = spec.rule(candles)
+            hit_rows = np.flatnonzero(raw)
+            hit_rows = hit_rows[win.bars[hit_rows] >= spec.width]
+            values = raw[hit_rows]
+        if not len(hit_rows):
+            continue
+        direction = (
+            np.zeros(len(hit_rows), np.int8)
+            if spec.name in NEUTRAL_CANDLES
+            else np.sign(values).astype(np.int8)
+        )
+        results.append((spec.name, hit_rows, direction, candle_confidence(win, hit_rows, values, vol_score)))
+    return results
+
+
+def _batch(
+    win: Windows, specs: tuple[CandleSpec, ...]
+) -> list[tuple[str, tuple[npt.NDArray[np.intp], npt.NDArray[np.int32]]]]:
+    """TA-Lib's batch functions over the warm rows' windows laid end to end: (rows fired, outputs)."""
+    if not specs:
+        return []
+    flat: dict[int, tuple[npt.NDArray[np.intp], list[FloatArray]]] = {}
+    scaled = _scaled(win, max(spec.width for spec in specs))
+    out = []
     for spec in specs:
         if spec.width not in flat:
             flat[spec.width] = _flatten(win.bars, scaled, spec.width)
         rows, (o, h, low, c) = flat[spec.width]
         if not len(rows):
+            out.append((spec.name, (rows, np.zeros(0, np.int32))))
             continue
         raw = spec.function(o, h, low, c)[spec.width - 1 :: spec.width]
         hit = np.flatnonzero(raw)
-        if not len(hit):
-            continue
-        hit_rows = rows[hit]
-        values = raw[hit]
-        direction = (
-            np.zeros(len(hit), np.int8) if spec.name in NEUTRAL_CANDLES else np.sign(values).astype(np.int8)
-        )
-        results.append((spec.name, hit_rows, direction, candle_confidence(win, hit_rows, values, vol_score)))
-    return results
+        out.append((spec.name, (rows[hit], raw[hit])))
+    return out
 
 
 def _scaled(win: Windows, width: int) -> list[FloatArray]:

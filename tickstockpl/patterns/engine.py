@@ -1,21 +1,31 @@
 """One pattern evaluation, two drivers: a streaming engine (one bar per symbol per boundary) and a
 history scan for the backtester. Both call `evaluate` on rows of windows, so they cannot disagree.
 
-`evaluate` judges the last bar of every row: TA-Lib candlesticks (batched, see candles.py) and the four
+`evaluate` judges the last bar of every row: TA-Lib candlesticks (candles.py, rules.py) and the four
 custom patterns (custom.py). A row that has fewer bars than a pattern needs is skipped for that pattern:
-that is the explicit warm-up, and no signal is ever produced from padding.
+that is the explicit warm-up, and no signal is ever produced from padding. Candlestick averages need
+TA-Lib's running totals at each row's bar, which depend on the series since its first bar: the history
+scan computes them over the whole series, the streaming engine carries them bar by bar (rules.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from tickstockpl.patterns.candles import DEFAULT_CANDLES, CandleSpec, candle_spec, detect_candles
+from tickstockpl.patterns.candles import (
+    DEFAULT_CANDLES,
+    FUNCTION_FOR,
+    CandleSpec,
+    candle_spec,
+    detect_candles,
+)
 from tickstockpl.patterns.custom import DEFAULT_CUSTOM, CustomPattern
+from tickstockpl.patterns.rules import Total, series_totals, totals_for
 from tickstockpl.patterns.windows import FloatArray, Windows, history_windows, slice_rows, volume_score
 
 DIRECTIONS = {1: "bullish", -1: "bearish", 0: "neutral"}
@@ -38,9 +48,11 @@ class PatternSet:
     candles: tuple[str, ...] = DEFAULT_CANDLES
     custom: tuple[CustomPattern, ...] = DEFAULT_CUSTOM
     specs: tuple[CandleSpec, ...] = field(init=False, repr=False, compare=False)
+    totals: tuple[Total, ...] = field(init=False, repr=False, compare=False)  # what the rules read
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "specs", tuple(candle_spec(name) for name in self.candles))
+        object.__setattr__(self, "totals", totals_for(FUNCTION_FOR[name] for name in self.candles))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -60,12 +72,15 @@ class PatternSet:
         return next(pattern.need for pattern in self.custom if pattern.name == name)
 
 
-def evaluate(win: Windows, pset: PatternSet) -> Hits:
-    """Judge the last bar of every row against every pattern in the set."""
+def evaluate(win: Windows, pset: PatternSet, totals: Mapping[Total, FloatArray] | None = None) -> Hits:
+    """Judge the last bar of every row against every pattern in the set.
+
+    `totals`: TA-Lib's running totals at each row's last bar (`pset.totals`), for the numpy rules;
+    without them every candlestick goes through TA-Lib's batch functions (same answer, slower)."""
     vol = volume_score(win)
     parts: list[tuple[npt.NDArray[np.intp], int, npt.NDArray[np.int8], FloatArray]] = []
     index = {name: i for i, name in enumerate(pset.names)}
-    for name, rows, direction, confidence in detect_candles(win, pset.specs, vol):
+    for name, rows, direction, confidence in detect_candles(win, pset.specs, vol, totals):
         parts.append((rows, index[name], direction, confidence))
     for pattern in pset.custom:
         fires, direction, confidence = pattern.detect(win, vol)
@@ -112,9 +127,11 @@ def history_signals(
     pset = pset or PatternSet()
     arrays = [np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)]
     win = history_windows(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], max(width or 0, pset.width))
+    totals = series_totals(arrays[0], arrays[1], arrays[2], arrays[3], pset.totals)
     out: list[HistorySignal] = []
     for start in range(0, win.rows, chunk):
-        hits = evaluate(slice_rows(win, start, start + chunk), pset)
+        part = {total: values[start : start + chunk] for total, values in totals.items()}
+        hits = evaluate(slice_rows(win, start, start + chunk), pset, part)
         out.extend(
             HistorySignal(int(r) + start, pset.names[p], DIRECTIONS[int(d)], float(c))
             for r, p, d, c in zip(hits.rows, hits.patterns, hits.directions, hits.confidences, strict=True)

@@ -20,8 +20,9 @@ import numpy.typing as npt
 
 from tickstockpl import contract
 from tickstockpl.bars import DUPLICATE, OUT_OF_ORDER, REASONS, Bar, check_arrays, tier_for, timeframe_label
-from tickstockpl.patterns.engine import DIRECTIONS, PatternSet, evaluate
-from tickstockpl.patterns.windows import Windows
+from tickstockpl.patterns.engine import DIRECTIONS, Hits, PatternSet, evaluate
+from tickstockpl.patterns.rules import Total, advance_totals
+from tickstockpl.patterns.windows import FloatArray, Windows
 
 FIELDS = 5  # open, high, low, close, volume
 
@@ -190,8 +191,13 @@ class StreamingEngine:
         self._rows: dict[tuple[str, int], int] = {}
         self._keys: list[tuple[str, int]] = []
         self._buf = np.full((FIELDS, capacity, self.width), np.nan)
-        self._count = np.zeros(capacity, np.int64)
+        self._count = np.zeros(capacity, np.int64)  # bars in the window (capped at width)
+        self._seen = np.zeros(capacity, np.int64)  # bars accepted since the series began
         self._last_start = np.full(capacity, np.iinfo(np.int64).min, np.int64)
+        # TA-Lib's running totals at each series' last bar (rules.py), carried bar by bar.
+        self._totals = {total: np.full(capacity, np.nan) for total in self.pset.totals}
+        # The last batch's series, in order: the next boundary is usually the same list.
+        self._last_batch: tuple[tuple[str, ...], tuple[int, ...], npt.NDArray[np.intp]] | None = None
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
 
@@ -201,18 +207,24 @@ class StreamingEngine:
 
     def process(self, bars: Iterable[Bar]) -> list[Signal]:
         """Validate, store and judge bars (any mix of series, oldest first within a series)."""
+        batch = bars if isinstance(bars, list) else list(bars)
+        if not batch:
+            return []
+        columns = tuple(zip(*batch, strict=True))
+        last = self._last_batch
+        if last is not None and columns[0] == last[0] and columns[1] == last[1]:
+            return self._process_chunk(batch, columns, last[2])  # the same series as last time
         signals: list[Signal] = []
         chunk: list[Bar] = []
         seen: set[tuple[str, int]] = set()
-        for bar in bars:  # split where a series repeats, so each chunk holds one bar per series
+        for bar in batch:  # split where a series repeats, so each chunk holds one bar per series
             key = (bar.symbol, bar.timeframe)
             if key in seen:
                 signals.extend(self._process_chunk(chunk))
                 chunk, seen = [], set()
             chunk.append(bar)
             seen.add(key)
-        if chunk:
-            signals.extend(self._process_chunk(chunk))
+        signals.extend(self._process_chunk(chunk, columns if len(chunk) == len(batch) else None))
         return signals
 
     def reject(self, reason: str, count: int = 1) -> None:
@@ -236,80 +248,111 @@ class StreamingEngine:
         return row
 
     def _grow(self) -> None:
-        size = self._count.shape[0] * 2
+        old = self._count.shape[0]
+        size = old * 2
         buf = np.full((FIELDS, size, self.width), np.nan)
-        buf[:, : self._count.shape[0]] = self._buf
+        buf[:, :old] = self._buf
         self._buf = buf
-        self._count = np.concatenate([self._count, np.zeros(size - len(self._count), np.int64)])
-        fill = np.full(size - len(self._last_start), np.iinfo(np.int64).min, np.int64)
+        self._count = np.concatenate([self._count, np.zeros(old, np.int64)])
+        self._seen = np.concatenate([self._seen, np.zeros(old, np.int64)])
+        fill = np.full(old, np.iinfo(np.int64).min, np.int64)
         self._last_start = np.concatenate([self._last_start, fill])
+        self._totals = {
+            total: np.concatenate([values, np.full(old, np.nan)]) for total, values in self._totals.items()
+        }
 
-    def _process_chunk(self, chunk: list[Bar]) -> list[Signal]:
+    def _process_chunk(
+        self,
+        chunk: list[Bar],
+        columns: tuple[tuple[Any, ...], ...] | None = None,
+        rows: npt.NDArray[np.intp] | None = None,
+    ) -> list[Signal]:
+        """One bar per series: validate, push, judge. `columns` is the chunk transposed (if known),
+        `rows` the series' rows (if known from the last batch)."""
+        if columns is None:
+            columns = tuple(zip(*chunk, strict=True))
         n = len(chunk)
-        rows = np.fromiter((self._row((b.symbol, b.timeframe)) for b in chunk), np.intp, n)
-        starts = np.fromiter((b.start for b in chunk), np.int64, n)
-        values = np.array([b[3:] for b in chunk], dtype=np.float64).reshape(n, FIELDS)
-        codes = check_arrays(*values.T)
+        if rows is None:
+            rows = np.fromiter(map(self._row, zip(columns[0], columns[1], strict=True)), np.intp, n)
+            self._last_batch = (columns[0], columns[1], rows)
+        starts = np.array(columns[2], dtype=np.int64)
+        values = np.array(columns[3:8], dtype=np.float64)
+        codes = check_arrays(*values)
         last = self._last_start[rows]
         codes[(codes == 0) & (starts == last)] = REASONS.index(DUPLICATE) + 1
         codes[(codes == 0) & (starts < last)] = REASONS.index(OUT_OF_ORDER) + 1
+        keep: npt.NDArray[np.intp] | None = None
         if codes.any():
             for code, number in zip(*np.unique(codes[codes > 0], return_counts=True), strict=True):
                 self.rejected[REASONS[int(code) - 1]] += int(number)
             keep = np.flatnonzero(codes == 0)
-            rows, starts, values, chunk = rows[keep], starts[keep], values[keep], [chunk[i] for i in keep]
+            rows, starts, values = rows[keep], starts[keep], values[:, keep]
         if not len(rows):
             return []
         self.accepted += len(rows)
-        win = self._push(rows, starts, values)
-        return self._signals(win, chunk)
+        win, totals = self._push(rows, starts, values)
+        hits = evaluate(win, self.pset, totals)
+        if not len(hits.rows):
+            return []
+        at = hits.rows if keep is None else keep[hits.rows]  # positions in the chunk
+        return self._signals(win, hits, columns, at.tolist(), starts)
 
-    def _push(self, rows: npt.NDArray[np.intp], starts: npt.NDArray[np.int64], values: Any) -> Windows:
-        """Shift each row left by one bar, append the new bar, and return the rows' windows."""
+    def _push(
+        self, rows: npt.NDArray[np.intp], starts: npt.NDArray[np.int64], values: FloatArray
+    ) -> tuple[Windows, dict[Total, FloatArray]]:
+        """Shift each row left by one bar, append the new bar, carry the running totals; return the
+        rows' windows and totals."""
         n = len(rows)
+        where: slice | npt.NDArray[np.intp]
         if rows[0] + n - 1 == rows[-1] and (n < 3 or bool((np.diff(rows) == 1).all())):
             # One boundary of every series in creation order (the usual case): views, no gathers.
-            span = slice(int(rows[0]), int(rows[0]) + n)
-            block = self._buf[:, span]
+            where = slice(int(rows[0]), int(rows[0]) + n)
+            block = self._buf[:, where]
             block[:, :, :-1] = block[:, :, 1:].copy()
-            block[:, :, -1] = values.T
-            self._last_start[span] = starts
-            self._count[span] = np.minimum(self._count[span] + 1, self.width)
-            bars = self._count[span]
+            block[:, :, -1] = values
         else:
+            where = rows
             block = self._buf[:, rows]
             block[:, :, :-1] = block[:, :, 1:]
-            block[:, :, -1] = values.T
+            block[:, :, -1] = values
             self._buf[:, rows] = block
-            self._last_start[rows] = starts
-            self._count[rows] = np.minimum(self._count[rows] + 1, self.width)
-            bars = self._count[rows]
-        return Windows(block[0], block[1], block[2], block[3], block[4], bars)
+        self._last_start[where] = starts
+        self._count[where] = np.minimum(self._count[where] + 1, self.width)
+        self._seen[where] += 1
+        index = self._seen[where] - 1
+        totals = advance_totals(
+            (block[0], block[1], block[2], block[3]),
+            index,
+            {total: values_[where] for total, values_ in self._totals.items()},
+        )
+        for total, carried in totals.items():
+            self._totals[total][where] = carried
+        win = Windows(block[0], block[1], block[2], block[3], block[4], self._count[where])
+        return win, totals
 
-    def _signals(self, win: Windows, chunk: list[Bar]) -> list[Signal]:
-        hits = evaluate(win, self.pset)
+    def _signals(
+        self,
+        win: Windows,
+        hits: Hits,
+        columns: tuple[tuple[Any, ...], ...],
+        at: list[int],
+        starts: npt.NDArray[np.int64],
+    ) -> list[Signal]:
+        """Signals for the hits, built column-wise (plain Python values, as the event builder wants)."""
         names = self.pset.names
-        prev_close = win.close[:, -2]
-        out = []
-        for r, p, d, c in zip(
-            hits.rows.tolist(),
-            hits.patterns.tolist(),
-            hits.directions.tolist(),
-            hits.confidences.tolist(),
-            strict=True,
-        ):
-            bar = chunk[r]
-            out.append(
-                Signal(
-                    bar.symbol,
-                    bar.timeframe,
-                    bar.start,
-                    names[p],
-                    DIRECTIONS[d],
-                    c,
-                    bar.close,
-                    float(prev_close[r]),
-                    bar.volume,
-                )
+        rows = hits.rows
+        symbols, timeframes = columns[0], columns[1]
+        return list(
+            map(
+                Signal,
+                [symbols[i] for i in at],
+                [timeframes[i] for i in at],
+                starts[rows].tolist(),
+                [names[p] for p in hits.patterns.tolist()],
+                [DIRECTIONS[d] for d in hits.directions.tolist()],
+                hits.confidences.tolist(),
+                win.close[rows, -1].tolist(),
+                win.close[rows, -2].tolist(),
+                win.volume[rows, -1].tolist(),
             )
-        return out
+        )
