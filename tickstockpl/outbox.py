@@ -62,15 +62,43 @@ for i = 1, #items, 1000 do
 end
 return items
 """
-# Remove a batch (ARGV, oldest first) from a list where it was pushed newest-first. The batch is
-# normally the whole tail (the oldest batch in flight) or the head; then one LTRIM does it. Anything
-# else (a recovered stale entry among others) falls back to one LREM per record.
-_ACK_LUA = """
-local n = #ARGV
+# Finish a batch in one script call (one round trip; a pipelined MULTI with a script costs redis-py an
+# extra SCRIPT EXISTS each time): push its dead letters and deferred audit rows, bump the counters, and
+# last remove the batch from its list, so that a failure part-way leaves the batch to be done again.
+# The batch (oldest first) sat in the list newest-first: normally the whole tail (the oldest batch in
+# flight) or the head, so one LTRIM removes it; anything else (a stale entry among others) falls back
+# to one LREM per record.
+# KEYS: source list, dead letters, audit backlog, stats hash.
+# ARGV: six counts (batch, dead letters, backlog, counters, floats, values), then those items in that
+# order; counters, floats and values are name/value pairs.
+_FINISH_LUA = """
+local count = {}
+for i = 1, 6 do count[i] = tonumber(ARGV[i]) end
+local at = 7
+local batch = {}
+for i = 1, count[1] do batch[i] = ARGV[at + i - 1] end
+at = at + count[1]
+local function push(key, n)
+    for i = at, at + n - 1, 1000 do
+        redis.call('LPUSH', key, unpack(ARGV, i, math.min(i + 999, at + n - 1)))
+    end
+    at = at + n
+end
+push(KEYS[2], count[2])
+push(KEYS[3], count[3])
+local commands = {'HINCRBY', 'HINCRBYFLOAT', 'HSET'}
+for c = 1, 3 do
+    for _ = 1, count[3 + c] do
+        redis.call(commands[c], KEYS[4], ARGV[at], ARGV[at + 1])
+        at = at + 2
+    end
+end
+local n = count[1]
+if n == 0 then return 0 end
 local function matches(items)
     if #items ~= n then return false end
     for i = 1, n do
-        if items[i] ~= ARGV[n - i + 1] then return false end
+        if items[i] ~= batch[n - i + 1] then return false end
     end
     return true
 end
@@ -84,7 +112,7 @@ if matches(redis.call('LRANGE', KEYS[1], 0, n - 1)) then
 end
 local removed = 0
 for i = 1, n do
-    removed = removed + redis.call('LREM', KEYS[1], -1, ARGV[i])
+    removed = removed + redis.call('LREM', KEYS[1], -1, batch[i])
 end
 return removed
 """
@@ -173,22 +201,17 @@ class Finish:
 
 
 def finish(client: redis.Redis, done: Finish) -> None:
-    """Apply a Finish atomically (see the class)."""
-    pipe = client.pipeline(transaction=True)
-    if done.dead_letters:
-        pipe.lpush(contract.KEY_DEAD_LETTERS, *done.dead_letters)
-    if done.backlog:
-        pipe.lpush(contract.KEY_AUDIT_BACKLOG, *done.backlog)
-    if done.batch:
-        client.register_script(_ACK_LUA)(keys=[done.source], args=list(done.batch), client=pipe)
-    for name, amount in done.counters.items():
-        pipe.hincrby(contract.KEY_STATS, name, amount)
-    for name, value in done.floats.items():
-        pipe.hincrbyfloat(contract.KEY_STATS, name, value)
-    for name, text in done.values.items():
-        pipe.hset(contract.KEY_STATS, name, text)
+    """Apply a Finish in one atomic script call (see the class and _FINISH_LUA)."""
+    pairs: list[str | float | int] = []
+    for mapping in (done.counters, done.floats, done.values):
+        for name, value in mapping.items():
+            pairs += [name, value]
+    counts = [len(done.batch), len(done.dead_letters), len(done.backlog)]
+    counts += [len(done.counters), len(done.floats), len(done.values)]
+    args = [*counts, *done.batch, *done.dead_letters, *done.backlog, *pairs]
+    keys = [done.source, contract.KEY_DEAD_LETTERS, contract.KEY_AUDIT_BACKLOG, contract.KEY_STATS]
     with _redis_errors(f"cannot finish a batch of {len(done.batch)}"):
-        pipe.execute()
+        client.register_script(_FINISH_LUA)(keys=keys, args=args)
 
 
 # --- Dead letters and the audit backlog: JSON entries --------------------------------------------

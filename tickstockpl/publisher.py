@@ -65,19 +65,17 @@ def publish(client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: in
     if not batch:
         return []
     script = client.register_script(_PUBLISH_LUA)
-    pipe = client.pipeline(transaction=False)
-    for start in range(0, len(batch), PUBLISH_CHUNK):
-        payloads = [item.payload for item in batch[start : start + PUBLISH_CHUNK]]
-        script(
-            keys=[contract.KEY_REPLAY_STREAM],
-            args=[contract.CHANNEL_PATTERNS, replay_maxlen, *payloads],
-            client=pipe,
-        )
+    counts: list[int] = []
     try:
-        replies = pipe.execute()
+        for start in range(0, len(batch), PUBLISH_CHUNK):
+            payloads = [item.payload for item in batch[start : start + PUBLISH_CHUNK]]
+            reply = script(
+                keys=[contract.KEY_REPLAY_STREAM], args=[contract.CHANNEL_PATTERNS, replay_maxlen, *payloads]
+            )
+            counts += [int(count) for count in reply]
     except redis.RedisError as exc:
         raise RedisUnavailable(f"cannot publish {len(batch)} event(s): {exc}") from None
-    return [int(count) for reply in replies for count in reply]
+    return counts
 
 
 @dataclass
