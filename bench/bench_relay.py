@@ -1,0 +1,386 @@
+"""Relay throughput and enqueue→publish latency, next to the reference and the ceilings, in one run.
+
+    .venv/bin/python -m bench.bench_relay
+
+Starts its own redis-server and PostgreSQL (fsync off, as the test fixtures) in a temp dir and
+applies db/init.sql; every figure below is measured against those, in the same run:
+
+- reference: the integration document's `publish_pattern` (section 1): a new PostgreSQL and Redis
+  connection per event, one log_integration_event call, commit, PUBLISH (its prints left out);
+- ceilings: pipelined PUBLISH alone, and batched audit inserts alone (one set-based
+  log_integration_event call per batch of 500, as AuditLog.log_published does);
+- relay_patterns_per_s: the relay process draining a pre-filled outbox (audit rows, PUBLISH,
+  XADD, ack), per batch size; the figure recorded is the default batch size's;
+- latency at 1,000/s and 10,000/s offered load: a paced generator pushes valid events, encoded
+  ahead and stamped with the envelope timestamp as they are pushed; the relay runs as its own
+  process, and a subscriber in a third process takes receipt time minus that timestamp.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import multiprocessing.connection
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import redis
+
+from bench.common import print_table, record
+from tickstockpl import contract, outbox
+from tickstockpl.audit import AuditLog
+from tickstockpl.local_servers import LocalPostgres, LocalRedis
+from tickstockpl.publisher import Outgoing
+from tickstockpl.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_EVENTS = 300
+CEILING_EVENTS = 100_000
+RELAY_EVENTS = 100_000
+BATCH_SIZES = (250, 500, 1000, 2000)
+LATENCY_SECONDS = 6.0
+LATENCY_WARMUP_S = 1.0
+DEFAULT_BATCH = Settings().relay_batch_size
+
+
+def events(count: int, now: float | None = None) -> list[dict[str, Any]]:
+    return [
+        contract.build_pattern_event(
+            symbol=("AAPL", "GOOGL", "MSFT", "TSLA", "NVDA")[index % 5],
+            pattern=contract.REQUIREMENTS_PATTERNS[index % 4],
+            confidence=0.8,
+            tier="intraday",
+            current_price=185.5,
+            price_change=2.5,
+            now=now,
+        )
+        for index in range(count)
+    ]
+
+
+def start_servers(directory: Path) -> tuple[LocalRedis, LocalPostgres, Settings]:
+    redis_server = LocalRedis(directory / "redis").start()
+    postgres = LocalPostgres(directory / "postgres").start()
+    password = uuid.uuid4().hex
+    conn = psycopg2.connect(postgres.dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE tickstock")
+    conn.close()
+    conn = psycopg2.connect(postgres.dsn("tickstock"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute((ROOT / "db" / "init.sql").read_text())
+        cur.execute("ALTER ROLE app_readwrite PASSWORD %s", (password,))
+    conn.close()
+    settings = Settings(
+        redis_host=redis_server.host,
+        redis_port=redis_server.port,
+        postgres_host=postgres.host,
+        postgres_port=postgres.port,
+        postgres_db="tickstock",
+        postgres_user="app_readwrite",
+        postgres_password=password,
+    )
+    return redis_server, postgres, settings
+
+
+def reset(settings: Settings) -> None:
+    """Empty the table and Redis between phases, so each starts from the same state."""
+    conn = psycopg2.connect(settings.postgres_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE integration_events")
+    conn.close()
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client.flushall()
+    client.close()
+
+
+def rate(count: int, work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - started)
+
+
+# --- the integration document's reference --------------------------------------------------------
+
+
+def reference_publish_pattern(settings: Settings, event: dict[str, Any]) -> None:
+    """Section 1's publish_pattern, as written: new connections for every event."""
+    data = event["data"]
+    conn = psycopg2.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        database=settings.postgres_db,
+        user=settings.postgres_user,
+        password=settings.postgres_password,
+    )
+    cursor = conn.cursor()
+    cursor.execute(
+        "SELECT log_integration_event(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            data["flow_id"],
+            "pattern_detected",
+            "TickStockPL",
+            "PATTERN_PUBLISHED",
+            "tickstock.events.patterns",
+            data["symbol"],
+            data["pattern"],
+            data["confidence"],
+            None,
+            json.dumps({"tier": data["tier"], "timestamp": time.time()}),
+        ),
+    )
+    conn.commit()
+    cursor.close()
+    conn.close()
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, decode_responses=True)
+    client.publish("tickstock.events.patterns", json.dumps(event))
+    client.close()
+
+
+def bench_reference(settings: Settings) -> float:
+    batch = events(REFERENCE_EVENTS)
+    return rate(len(batch), lambda: [reference_publish_pattern(settings, event) for event in batch])
+
+
+# --- ceilings --------------------------------------------------------------------------------------
+
+
+def bench_publish_ceiling(settings: Settings) -> float:
+    payloads = [contract.encode(event).encode() for event in events(CEILING_EVENTS)]
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+
+    def work() -> None:
+        for start in range(0, len(payloads), 500):
+            pipe = client.pipeline(transaction=False)
+            for payload in payloads[start : start + 500]:
+                pipe.publish(contract.CHANNEL_PATTERNS, payload)
+            pipe.execute()
+
+    try:
+        return rate(len(payloads), work)
+    finally:
+        client.close()
+
+
+def bench_audit_ceiling(settings: Settings, *, skip_existing: bool) -> float:
+    batch = [Outgoing.from_event(event).event for event in events(CEILING_EVENTS)]
+    audit = AuditLog(settings)
+
+    def work() -> None:
+        for start in range(0, len(batch), 500):
+            audit.log_published(batch[start : start + 500], skip_existing=skip_existing)
+
+    try:
+        return rate(len(batch), work)
+    finally:
+        audit.close()
+
+
+# --- the relay ------------------------------------------------------------------------------------
+
+
+def relay_process(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.relay", *args],
+        env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT / "bench",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def fill_outbox(settings: Settings, count: int) -> None:
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    batch = events(count)
+    for start in range(0, count, 5_000):
+        outbox.enqueue(client, batch[start : start + 5_000])
+    client.close()
+
+
+def bench_relay_drain(settings: Settings, batch_size: int) -> float:
+    """A pre-filled outbox drained by `python -m services.relay --burst` (process start included)."""
+    reset(settings)
+    fill_outbox(settings, RELAY_EVENTS)
+    started = time.perf_counter()
+    process = relay_process(settings.replace(relay_batch_size=batch_size), "--burst")
+    if process.wait(timeout=600) != 0:
+        raise RuntimeError(f"relay exited with {process.returncode}")
+    elapsed = time.perf_counter() - started
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    published = int(client.hget(contract.KEY_STATS, "patterns_published") or 0)
+    client.close()
+    if published != RELAY_EVENTS:
+        raise RuntimeError(f"relay published {published} of {RELAY_EVENTS}")
+    return RELAY_EVENTS / elapsed
+
+
+def _envelope_timestamp(payload: bytes) -> float:
+    """The envelope's timestamp without parsing the whole message (the subscriber must keep up)."""
+    start = payload.index(b'"timestamp":') + len(b'"timestamp":')
+    end = payload.index(b",", start)
+    return float(payload[start:end])
+
+
+def _subscriber(host: str, port: int, ready: Any, results: multiprocessing.connection.Connection) -> None:
+    """In its own process, so the generator's GIL never delays a receipt time."""
+    client = redis.Redis(host=host, port=port)
+    pubsub = client.pubsub()
+    pubsub.subscribe(contract.CHANNEL_PATTERNS)
+    pubsub.get_message(timeout=5)
+    ready.set()
+    latencies: list[float] = []
+    while True:
+        message = pubsub.get_message(timeout=1.0)
+        if message is None:
+            if results.poll():
+                break
+            continue
+        if message["type"] == "message":
+            received = time.time()
+            if message["data"] == b"stop":
+                continue
+            latencies.append(received - _envelope_timestamp(message["data"]))
+    results.recv()
+    results.send(latencies)
+    pubsub.close()
+    client.close()
+
+
+def bench_latency(settings: Settings, offered_per_s: int) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, samples) of enqueue→receipt at a paced offered load."""
+    reset(settings)
+    relay = relay_process(settings)
+    ready = multiprocessing.Event()
+    parent, child = multiprocessing.Pipe()
+    sub = multiprocessing.Process(
+        target=_subscriber, args=(settings.redis_host, settings.redis_port, ready, child)
+    )
+    sub.start()
+    ready.wait(10)
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    total = int(offered_per_s * (LATENCY_SECONDS + LATENCY_WARMUP_S))
+    # Valid events encoded ahead with a placeholder timestamp, stamped as they are pushed: the
+    # generator must not eat the CPU the relay is being measured on (enqueue's own validation is the
+    # detector's cost, measured by its benchmark).
+    prepared = [contract.encode(event).encode() for event in events(total, now=1.0)]
+    placeholder = b'"timestamp":1.0,'
+    if not all(payload.count(placeholder) == 1 for payload in prepared):
+        raise RuntimeError("cannot find the envelope timestamp to stamp")
+    # One probe first: the relay has started, connected to PostgreSQL and published before the clock runs.
+    client.lpush(contract.KEY_OUTBOX, contract.encode(events(1)[0]))
+    deadline = time.monotonic() + 30
+    while not client.hget(contract.KEY_STATS, "patterns_published"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("relay did not start")
+        time.sleep(0.01)
+    sent = 0
+    started = time.perf_counter()
+    while sent < total:
+        elapsed = time.perf_counter() - started
+        due = min(total, int(elapsed * offered_per_s))
+        if due > sent:
+            stamp = b'"timestamp":' + repr(time.time()).encode() + b","
+            client.lpush(
+                contract.KEY_OUTBOX,
+                *[payload.replace(placeholder, stamp, 1) for payload in prepared[sent:due]],
+            )
+            sent = due
+        else:
+            time.sleep(max(0.0, (sent + 1) / offered_per_s - elapsed))
+    deadline = time.monotonic() + 30
+    while client.llen(contract.KEY_OUTBOX) or client.llen(contract.KEY_PROCESSING):
+        if time.monotonic() > deadline:
+            raise RuntimeError("relay did not keep up")
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the last messages reach the subscriber
+    parent.send("done")
+    latencies = parent.recv()
+    sub.join(10)
+    relay.terminate()
+    relay.wait(30)
+    client.close()
+    skip = 1 + int(offered_per_s * LATENCY_WARMUP_S)  # the probe, then the warm-up second
+    samples = sorted(latencies[skip:])
+    p50 = statistics.median(samples) * 1000
+    p99 = samples[int(len(samples) * 0.99) - 1] * 1000
+    return p50, p99, len(samples)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        directory = Path(tmp)
+        directory.chmod(0o755)
+        redis_server, postgres, settings = start_servers(directory)
+        try:
+            figures = run_all(settings)
+        finally:
+            redis_server.stop(kill=True)
+            postgres.stop()
+    record(figures)
+
+
+def run_all(settings: Settings) -> dict[str, float]:
+    reference = bench_reference(settings)
+    reset(settings)
+    publish_ceiling = bench_publish_ceiling(settings)
+    audit_ceiling = bench_audit_ceiling(settings, skip_existing=False)
+    reset(settings)
+    audit_skip = bench_audit_ceiling(settings, skip_existing=True)
+    drains = {size: bench_relay_drain(settings, size) for size in BATCH_SIZES}
+    relay_rate = drains.get(DEFAULT_BATCH) or max(drains.values())
+    p50_1k, p99_1k, n_1k = bench_latency(settings, 1_000)
+    p50_10k, p99_10k, n_10k = bench_latency(settings, 10_000)
+
+    print_table(
+        "Throughput (events/s; same servers, same run)",
+        ["what", "events/s", "x reference"],
+        [
+            ["reference publish_pattern (new connections per event)", reference, 1.0],
+            [
+                "ceiling: pipelined PUBLISH alone (batches of 500)",
+                publish_ceiling,
+                publish_ceiling / reference,
+            ],
+            ["ceiling: audit rows alone (one call per 500)", audit_ceiling, audit_ceiling / reference],
+            ["audit rows, skipping existing flows (the relay's call)", audit_skip, audit_skip / reference],
+            *[
+                [
+                    f"relay, batch {size}{' (default)' if size == DEFAULT_BATCH else ''}",
+                    value,
+                    value / reference,
+                ]
+                for size, value in drains.items()
+            ],
+        ],
+    )
+    print_table(
+        "Enqueue→publish latency (receipt at a subscriber minus the envelope timestamp)",
+        ["offered load", "p50 ms", "p99 ms", "samples"],
+        [["1,000/s", p50_1k, p99_1k, n_1k], ["10,000/s", p50_10k, p99_10k, n_10k]],
+    )
+    print(
+        f"\ntargets (2 cores): relay >= 40,000/s ({relay_rate:,.0f}); p99 at 10,000/s <= 5 ms ({p99_10k:.2f})"
+    )
+    return {
+        "relay_patterns_per_s": relay_rate,
+        "relay_p99_ms_at_1k": p99_1k,
+        "relay_p99_ms_at_10k": p99_10k,
+        "reference_publish_per_s": reference,
+        "ceiling_audit_per_s": audit_ceiling,
+        "ceiling_publish_per_s": publish_ceiling,
+    }
+
+
+if __name__ == "__main__":
+    main()
