@@ -63,6 +63,7 @@ _LOG_ROW_SQL = (
     "SELECT log_integration_event(%s::uuid, %s, %s, %s, %s, NULL, NULL, NULL::numeric, NULL, %s::jsonb)"
 )
 
+_UNIQUE_VIOLATION = "23505"
 _CONFIG_SQLSTATES = {"42883", "42P01", "42501", "28P01", "28000", "3D000", "42704"}
 _CONFIG_MESSAGES = ("password authentication failed", "does not exist", "no password supplied", "permission")
 
@@ -184,7 +185,9 @@ class AuditLog:
         A batch refused with AuditDataError is split in halves (each half its own transaction)
         until the rows that can never be written are found: O(k log n) round trips for k poison
         rows in n. Returns (flow_ids written, [(index into events, error)]). Unavailability and
-        configuration errors still propagate: those concern every row alike.
+        configuration errors still propagate: those concern every row alike. A unique violation
+        (a database that did add a unique index, and a writer that bypassed our lock) means the
+        row exists: the event is not poison.
         """
         written: list[str] = []
         rejected: list[tuple[int, AuditDataError]] = []
@@ -197,6 +200,9 @@ class AuditLog:
                     events[start:stop], skip_existing=skip_existing, extra_details=extra
                 )
             except AuditDataError as exc:
+                if stop - start == 1 and exc.sqlstate == _UNIQUE_VIOLATION:
+                    written.append(str(events[start]["data"]["flow_id"]))  # its row is there already
+                    continue
                 if stop - start == 1:
                     rejected.append((start, exc))
                     continue

@@ -11,14 +11,14 @@ import json
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg2
 import pytest
 import redis
 
 from services import relay
-from tests.conftest import APP_ROLE, CONSUMER_DDL, PostgresHandle, execute
+from tests.conftest import APP_ROLE, CONSUMER_DB, CONSUMER_DDL, PostgresHandle, execute
 from tests.integration.test_relay_support import (
     RelayProcess,
     Subscriber,
@@ -341,3 +341,24 @@ def test_bad_setting_is_a_config_error(settings: Settings) -> None:
     result = run_relay(settings, "--burst", TICKSTOCKPL_CRASH_AT="somewhere")
     assert result.returncode == 78
     assert "TICKSTOCKPL_CRASH_AT" in result.stdout
+
+
+def test_a_unique_violation_means_the_row_exists_not_poison(
+    consumer_settings: Settings, postgres_server: PostgresHandle, fresh_database: Callable[[str], str]
+) -> None:
+    """A consumer database that added a unique index: a second write of a flow is not a dead letter."""
+    name = fresh_database(CONSUMER_DB)
+    execute(
+        postgres_server.dsn(name), "CREATE UNIQUE INDEX one_row ON integration_events (flow_id, checkpoint)"
+    )
+    settings = consumer_settings.replace(postgres_db=name)
+    events = make_events(6)
+    audit = AuditLog(settings)
+    try:
+        audit.log_published(events[:2])
+        written, rejected = audit.log_published_isolating(events)  # no skip: the index refuses two
+    finally:
+        audit.close()
+    assert rejected == []
+    assert set(written) == flow_ids(events)
+    assert audit_rows(settings) == {flow_id: 1 for flow_id in flow_ids(events)}
