@@ -121,6 +121,7 @@ class EmbeddedStack:
     local_redis: bool = False
     local_postgres: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # supervisord, if ours
+    _since: float = field(default_factory=time.time, repr=False)  # when this `up` began
 
     # --- paths -----------------------------------------------------------------------------------
 
@@ -367,6 +368,14 @@ class EmbeddedStack:
         reasons += required_checks(
             self.settings, heartbeat="heartbeat" in programs, metrics="exporter" in programs
         )
+        if (
+            not reasons
+            and self.settings.source == "synthetic"
+            and not published_since(self.settings, self._since)
+        ):
+            # The synthetic source always produces: `up` returns once events flow, so that a
+            # `redis-cli SUBSCRIBE` right after it shows some (the detector warms up on its first bars).
+            reasons.append("no pattern published yet (the detector is warming up)")
         if not reasons and doctor_available(self.root):
             result = subprocess.run(
                 [sys.executable, "-m", "tickstockpl.cli", "doctor", "--json", "--expect-running"],
@@ -381,11 +390,15 @@ class EmbeddedStack:
 
     def wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        shown: list[str] = []
         while reasons := self.unhealthy_reasons():
             if time.monotonic() > deadline:
                 raise StackError(
                     f"not healthy after {timeout_s:.0f} s: {'; '.join(reasons)}", RET_UNAVAILABLE
                 )
+            if reasons != shown:  # say what we wait for, once per change
+                say(f"waiting: {'; '.join(reasons)}")
+                shown = reasons
             time.sleep(0.5)
 
     def up(self, timeout_s: float = 120.0) -> int:
@@ -628,6 +641,18 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         failures.append(f"PostgreSQL {settings.postgres_target}: {message}")
     return failures
+
+
+def published_since(settings: Settings, since: float) -> bool:
+    """True once the relay has published a pattern at or after `since` (epoch seconds)."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        raw = client.hget(contract.KEY_STATS, "last_publish_time")
+        return raw is not None and float(raw) >= since
+    except (redis.RedisError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
 
 
 def doctor_available(root: Path) -> bool:
