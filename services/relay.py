@@ -46,8 +46,9 @@ from tickstockpl.stores import redis_client
 log = logging.getLogger("tickstockpl.relay")
 
 BLOCK_S = 0.5  # how long an idle relay waits on BLMOVE before it checks the stop flag again
-# Enqueue→publish latency histogram in KEY_STATS: cumulative `latency_bucket:<le seconds>` counters
-# (Prometheus style), plus `latency_bucket:+Inf` and `latency_sum_s`.
+# Histograms in KEY_STATS, read by the exporter: cumulative `<prefix>:<le seconds>` counters
+# (Prometheus style) plus `<prefix>:+Inf` and a sum. `latency_bucket` is enqueue→publish per event
+# (publish time minus the envelope timestamp); `batch_bucket` is take→finish per batch.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -61,6 +62,7 @@ class Batch:
     fresh: bool  # crash points fire only on fresh batches, so every crash run also recovers
     audit_attempted: bool
     future: Future[AuditOutcome] = field(repr=False)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Relay:
@@ -187,6 +189,7 @@ class Relay:
         self._count_published(done, outcome.publishable, subscribers, published_at)
         if not batch.fresh:
             done.count("recovered", len(batch.raw))
+        _observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started])
         if batch.fresh:
             self._crash_point("before_ack")
         outbox.finish(self.client, done)
@@ -200,11 +203,8 @@ class Relay:
         done.count("published_zero_subscribers", sum(1 for count in subscribers if count == 0))
         for pattern, count in Counter(str(item.event["data"]["pattern"]) for item in items).items():
             done.count(f"published:{pattern}", count)
-        latencies = sorted(max(0.0, published_at - float(item.event["timestamp"])) for item in items)
-        for le in LATENCY_BUCKETS_S:
-            done.count(f"latency_bucket:{le}", bisect.bisect_right(latencies, le))
-        done.count("latency_bucket:+Inf", len(latencies))
-        done.floats["latency_sum_s"] = sum(latencies)
+        latencies = [max(0.0, published_at - float(item.event["timestamp"])) for item in items]
+        _observe(done, "latency_bucket", "latency_sum_s", latencies)
         done.values["last_publish_time"] = repr(published_at)
 
     def _dead_letter(
@@ -342,6 +342,15 @@ class Relay:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _observe(done: outbox.Finish, prefix: str, sum_field: str, samples: Sequence[float]) -> None:
+    """Add samples (seconds) to a cumulative histogram in KEY_STATS: one HINCRBY per bucket per batch."""
+    ordered = sorted(samples)
+    for le in LATENCY_BUCKETS_S:
+        done.count(f"{prefix}:{le}", bisect.bisect_right(ordered, le))
+    done.count(f"{prefix}:+Inf", len(ordered))
+    done.floats[sum_field] = done.floats.get(sum_field, 0.0) + sum(ordered)
 
 
 def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool = False) -> int:
