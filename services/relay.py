@@ -96,7 +96,9 @@ class Relay:
             except RedisUnavailable as exc:
                 self._abandon_inflight()
                 self.need_recovery = True
-                stop.wait(self.redis_backoff.failed(exc))
+                delay = self.redis_backoff.failed(exc)  # logs the state change once
+                log.debug("Redis attempt %d failed; next in %.2f s", self.redis_backoff.attempts, delay)
+                stop.wait(delay)
                 continue
             if burst and idle:
                 return "burst done: outbox and processing list empty"

@@ -33,6 +33,7 @@ from tests.integration.test_relay_support import (
 )
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK
+from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings
 
 CRASHES = 20  # kills per crash point
@@ -277,3 +278,46 @@ def test_stale_records_of_a_dead_relay_are_recovered_while_running(
     assert "stale in the processing list" in output
     assert audit_rows(settings) == {flow_id: 1 for flow_id in flow_ids(events)}
     assert json.loads(redis_client.hget(contract.KEY_STATS, "recovered") or b"0") == 6
+
+
+def test_slow_postgres_defers_rows_and_publishing_goes_on(
+    settings: Settings, redis_client: redis.Redis, subscriber: Subscriber
+) -> None:
+    """A statement that outlives POSTGRES_STATEMENT_TIMEOUT_MS is 'unavailable': publish, defer, catch up.
+
+    The test holds the relay's advisory audit lock, so each audit waits until the timeout cancels it.
+    """
+    slow = settings.replace(postgres_statement_timeout_ms=300)
+    blocker = psycopg2.connect(settings.postgres_dsn)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))")
+        events = make_events(40)
+        outbox.enqueue(redis_client, events)
+        assert relay.run(slow.replace(relay_batch_size=10), burst=True) == RET_OK
+        subscriber.wait_for_flows(flow_ids(events))
+        assert redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 40 and audit_rows(settings) == {}
+        assert (
+            "canceling statement due to statement timeout"
+            in redis_client.lindex(contract.KEY_AUDIT_BACKLOG, 0).decode()
+        )  # type: ignore[union-attr]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert relay.run(slow, burst=True) == RET_OK
+    assert redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0
+    assert audit_rows(settings) == {flow_id: 1 for flow_id in flow_ids(events)}
+    assert subscriber.counts() == {flow_id: 1 for flow_id in flow_ids(events)}
+
+
+def test_redis_down_at_start_backs_off_and_stops_cleanly(settings: Settings) -> None:
+    process = RelayProcess(settings.replace(redis_port=free_port()), TICKSTOCKPL_LOG_LEVEL="DEBUG")
+    try:
+        process.wait_for_output("Redis attempt 3 failed", timeout_s=60)
+        code, output = process.stop()
+    finally:
+        process.kill()
+    assert code == RET_OK, output
+    assert output.count("Redis unavailable") == 1  # the state change is logged once, not per attempt
+    assert "relay stopped: stopping on request" in output
+    assert "Traceback" not in output
