@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from tickstockpl.contract import MAX_SYMBOL_LEN
+
 DAY_SECONDS = 86_400
 
 # Reject reasons, counted in the stats hash as `bars_rejected:<reason>`.
@@ -26,6 +28,7 @@ HIGH_BELOW_LOW = "high_below_low"
 OUTSIDE_RANGE = "outside_range"  # open or close outside [low, high]
 DUPLICATE = "duplicate"  # same (symbol, timeframe, start) as the last accepted bar
 OUT_OF_ORDER = "out_of_order"  # starts before the last accepted bar of its series
+BAD_SYMBOL = "bad_symbol"  # empty, over the database's 20-character limit, or not valid text
 REASONS = (
     MISSING_FIELD,
     NOT_FINITE,
@@ -35,6 +38,7 @@ REASONS = (
     OUTSIDE_RANGE,
     DUPLICATE,
     OUT_OF_ORDER,
+    BAD_SYMBOL,
 )
 # Codes for the vectorised checks: 0 is "valid", i + 1 is REASONS[i].
 VALUE_REASON_CODES = {reason: index + 1 for index, reason in enumerate(REASONS)}
@@ -115,6 +119,17 @@ def check_bar(bar: Bar) -> str | None:
         )[0]
     )
     return REASONS[code - 1] if code else None
+
+
+def symbol_is_valid(symbol: object) -> bool:
+    """Whether a symbol can travel in an event and fit the consumer's VARCHAR(20) column."""
+    if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > MAX_SYMBOL_LEN or "\x00" in symbol:
+        return False
+    try:
+        symbol.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _number(value: Any) -> float | None:

@@ -216,7 +216,7 @@ symbols = st.text(
     alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
     min_size=1,
     max_size=20,
-)
+).filter(lambda s: s.strip())  # str.strip() also removes \x85, \u2028 and friends
 patterns = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, blacklist_categories=("Cs", "Cc")),
     min_size=1,

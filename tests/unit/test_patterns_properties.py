@@ -98,3 +98,15 @@ def test_malformed_bars_are_counted_by_reason_and_change_nothing(
     assert engine.process(dirty) == reference.process(clean)
     assert engine.rejected == Counter(reason for _, reason in faults)
     assert engine.accepted == len(clean)
+
+
+def test_unpublishable_symbols_are_counted_and_skipped_not_raised() -> None:
+    """A symbol over the consumer's 20-character column (or empty, or not text) is a bad bar, not a crash."""
+    good = flat(market(seed=3, symbols=1, length=300))
+    bad = [bar._replace(symbol=name) for bar in good for name in ("X" * 21, " ", "A\x00B", "A\udcffB")]
+    engine, reference = StreamingEngine(), StreamingEngine()
+    signals = engine.process(sorted(bad + good, key=lambda b: b.start))
+    assert signals and all(s.symbol == "S0" for s in signals)
+    assert signals == reference.process(good)
+    assert engine.rejected == Counter({bar_checks.BAD_SYMBOL: len(bad)})
+    assert not bar_checks.symbol_is_valid("X" * 21) and bar_checks.symbol_is_valid("X" * 20)

@@ -19,7 +19,17 @@ import numpy as np
 import numpy.typing as npt
 
 from tickstockpl import contract
-from tickstockpl.bars import DUPLICATE, OUT_OF_ORDER, REASONS, Bar, check_arrays, tier_for, timeframe_label
+from tickstockpl.bars import (
+    BAD_SYMBOL,
+    DUPLICATE,
+    OUT_OF_ORDER,
+    REASONS,
+    Bar,
+    check_arrays,
+    symbol_is_valid,
+    tier_for,
+    timeframe_label,
+)
 from tickstockpl.patterns.engine import DIRECTIONS, Hits, PatternSet, evaluate
 from tickstockpl.patterns.rules import Total, advance_totals
 from tickstockpl.patterns.windows import FloatArray, Windows
@@ -200,6 +210,7 @@ class StreamingEngine:
         self._last_batch: tuple[tuple[str, ...], tuple[int, ...], npt.NDArray[np.intp]] | None = None
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self._bad_rows: list[int] = []  # series whose symbol can never be published
 
     @property
     def series(self) -> int:
@@ -245,6 +256,8 @@ class StreamingEngine:
                 self._grow()
             self._rows[key] = row
             self._keys.append(key)
+            if not symbol_is_valid(key[0]):
+                self._bad_rows.append(row)
         return row
 
     def _grow(self) -> None:
@@ -281,6 +294,8 @@ class StreamingEngine:
         last = self._last_start[rows]
         codes[(codes == 0) & (starts == last)] = REASONS.index(DUPLICATE) + 1
         codes[(codes == 0) & (starts < last)] = REASONS.index(OUT_OF_ORDER) + 1
+        if self._bad_rows:
+            codes[(codes == 0) & np.isin(rows, self._bad_rows)] = REASONS.index(BAD_SYMBOL) + 1
         keep: npt.NDArray[np.intp] | None = None
         if codes.any():
             for code, number in zip(*np.unique(codes[codes > 0], return_counts=True), strict=True):
