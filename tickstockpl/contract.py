@@ -126,7 +126,10 @@ def _is_real_number(value: object) -> bool:
 def _check_number(field: str, value: object) -> float:
     if not _is_real_number(value):
         raise ContractError(field, f"must be a plain int or float, got {type(value).__name__}")
-    number = float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ContractError(field, f"is too large for a float ({len(str(value))} digits)") from None
     if not math.isfinite(number):
         raise ContractError(field, f"must be finite, got {value!r}")
     return number
@@ -160,8 +163,20 @@ def _check_flow_id(value: object) -> str:
     return value
 
 
-def _check_extra(field: str, value: object) -> None:
+MAX_EXTRA_DEPTH: Final = 8  # extra fields are small, flat records; deeper nesting is a bug upstream
+
+
+def _check_key(field: str, key: object) -> str:
+    """Object keys reach PostgreSQL's jsonb and browsers too: text without NUL or lone surrogates."""
+    if type(key) is not str:
+        raise ContractError(field, f"object keys must be strings, got {type(key).__name__}")
+    return _check_text(f"{field}.{key!r}", key, limit=200) if key else key
+
+
+def _check_extra(field: str, value: object, depth: int = 0) -> None:
     """Extra fields travel to browsers as-is: plain JSON types only, nothing numpy, nothing NaN."""
+    if depth > MAX_EXTRA_DEPTH:
+        raise ContractError(field, f"is nested deeper than {MAX_EXTRA_DEPTH} levels")
     if value is None or type(value) is bool:
         return
     if type(value) is str:
@@ -173,13 +188,11 @@ def _check_extra(field: str, value: object) -> None:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if type(key) is not str:
-                raise ContractError(field, "object keys must be strings")
-            _check_extra(f"{field}.{key}", item)
+            _check_extra(f"{field}.{_check_key(field, key)}", item, depth + 1)
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_extra(f"{field}[{index}]", item)
+            _check_extra(f"{field}[{index}]", item, depth + 1)
         return
     raise ContractError(field, f"has type {type(value).__name__}, which is not plain JSON")
 
@@ -236,7 +249,7 @@ def _validate_data(data: object) -> None:
         for key, value in data["indicators"].items():
             _check_number(f"data.indicators.{key}", value)
     for key, value in data.items():
-        _check_extra(f"data.{key}", value)
+        _check_extra(f"data.{_check_key('data', key)}", value)
 
 
 def _validate_tier(data: Mapping[str, Any]) -> None:

@@ -269,3 +269,24 @@ def test_consumer_view_follows_double_nesting_and_fallback() -> None:
         "P",
         0.5,
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"note": {"bad\x00key": 1}}, "data.note"),
+        ({"bad\x00key": 1}, "data"),
+        ({"a\udcffb": 1}, "data"),
+        ({"big": 10**400}, "data.big"),
+        ({"deep": [[[[[[[[[[1]]]]]]]]]]}, "data.deep"),
+    ],
+)
+def test_extra_fields_are_plain_text_and_bounded(extra: dict[str, Any], field: str) -> None:
+    with pytest.raises(ContractError) as info:
+        valid(extra=extra)
+    assert info.value.field.startswith(field)
+
+
+def test_huge_integers_are_a_contract_error_not_an_overflow() -> None:
+    with pytest.raises(ContractError, match="too large"):
+        valid(volume=10**400)
