@@ -41,6 +41,7 @@ from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE
 from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerError
 from tickstockpl.settings import Settings, read_env_file
+from tickstockpl.supervised import STARTSECS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ("detector", "relay", "heartbeat", "exporter", "backtester")  # supervisord.conf's group
@@ -337,28 +338,34 @@ class EmbeddedStack:
         say(f"started {', '.join(self.programs())}")
 
     def check_programs(self) -> None:
-        """Fail fast (with the exit code) when a program gave up or exited misconfigured."""
+        """Fail fast (with the exit code) when a program gave up or exited misconfigured.
+
+        supervisord honours `exitcodes` only after `startsecs`: a program that exits 78 at once is
+        retried (BACKOFF) like a crash. Here it is stopped instead, since restarting cannot help.
+        """
         for info in self.process_info():
+            name = f"{info['group']}:{info['name']}"
             if info["group"] == GROUP and info["name"] not in self.programs():
                 continue
-            if info["statename"] == FATAL or (info["statename"] == EXITED and info["exitstatus"] != 0):
-                why = "misconfigured" if info["exitstatus"] == RET_CONFIG else "failed"
+            misconfigured = info["exitstatus"] == RET_CONFIG and info["statename"] in (BACKOFF, EXITED, FATAL)
+            if misconfigured and info["statename"] == BACKOFF:
+                self.call("stopProcess", name, False)
+            if (
+                misconfigured
+                or info["statename"] == FATAL
+                or (info["statename"] == EXITED and info["exitstatus"])
+            ):
+                why = "misconfigured (not restarted)" if misconfigured else "failed"
                 raise StackError(
-                    f"{info['group']}:{info['name']} {why} ({info['statename']}, exit status "
-                    f"{info['exitstatus']}); see {self.log_file}",
-                    RET_CONFIG if info["exitstatus"] == RET_CONFIG else RET_FAILED,
+                    f"{name} {why}: {info['statename']}, exit status {info['exitstatus']};"
+                    f" see {self.log_file}",
+                    RET_CONFIG if misconfigured else RET_FAILED,
                 )
 
     def unhealthy_reasons(self) -> list[str]:
         """Why the stack is not healthy yet (empty: healthy): programs, stores, schema, heartbeat, doctor."""
         self.check_programs()
-        states = {
-            info["name"]: "DONE"
-            if info["statename"] == EXITED and info["exitstatus"] == 0
-            else info["statename"]
-            for info in self.process_info()
-            if info["group"] == GROUP
-        }  # DONE: exited 0, e.g. a finite CSV replay that has run its course
+        states = {info["name"]: _readiness(info) for info in self.process_info() if info["group"] == GROUP}
         programs = self.programs()
         reasons = [
             f"{name} is {states.get(name, 'missing')}"
@@ -508,6 +515,16 @@ class EmbeddedStack:
             print("  ✓ required checks pass (Redis, PostgreSQL schema, heartbeat)")
         doctor = run_doctor(self.environment(), self.root)
         return RET_OK if not failing and doctor in (None, RET_OK) else RET_FAILED
+
+
+def _readiness(info: Mapping[str, Any]) -> str:
+    """RUNNING only once past the hold on a misconfigured exit (tickstockpl.supervised); DONE when
+    exited 0 (a finite CSV replay that has run its course); else supervisord's state name."""
+    if info["statename"] == EXITED and info["exitstatus"] == 0:
+        return "DONE"
+    if info["statename"] == RUNNING and info["now"] - info["start"] <= STARTSECS + 1:
+        return "STARTING"
+    return str(info["statename"])
 
 
 def ensure_env_secret(env_file: Path | None, name: str) -> str:

@@ -26,6 +26,8 @@ from tests.e2e.stackutil import (
     stack_settings,
 )
 from tickstockpl import contract
+from tickstockpl.exitcodes import RET_CONFIG
+from tickstockpl.stack import EmbeddedStack, StackError
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -163,3 +165,23 @@ def test_a_csv_replay_of_real_data_flows_through_the_stack(
     assert all(count == 1 for _, count in rows)
     assert len(rows) == enqueued
     print(f"CSV replay: {len(events)} events seen, {len(rows)} audited, symbols {sorted(symbols)}")
+
+
+@pytest.mark.timeout(300)
+def test_a_misconfigured_program_is_not_restarted_and_up_says_so(e2e_dir: Path) -> None:
+    """Exit 78 (RET_CONFIG) means "fix the configuration": no restart loop, and `up` fails naming it."""
+    var_dir = e2e_dir / "misconfigured-var"
+    settings = stack_settings(source="massive", massive_api_key="")  # the detector exits 78 at start
+    stack = EmbeddedStack(settings=settings, var_dir=var_dir, env_file=None, durable=False)
+    try:
+        with pytest.raises(StackError) as raised:
+            stack.up(timeout_s=120)
+        assert raised.value.code == RET_CONFIG
+        assert "tickstockpl:detector misconfigured" in str(raised.value)
+        info = stack.call("getProcessInfo", "tickstockpl:detector")
+        assert info["exitstatus"] == RET_CONFIG and info["statename"] in ("STOPPED", "EXITED")
+        status = RunningStack(stack).status()
+        assert status["tickstockpl:relay"][0] == "RUNNING"  # the rest of the stack is unaffected
+    finally:
+        stack.down()
+    assert processes_mentioning(str(var_dir)) == []

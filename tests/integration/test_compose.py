@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from services.exporter import build_registry
 from tickstockpl.settings import Settings
 from tickstockpl.stack import PROGRAMS
+from tickstockpl.supervised import STARTSECS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -156,7 +157,8 @@ def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path:
     programs = {program.name: program for program in groups["tickstockpl"].process_configs}
     assert set(programs) == set(PROGRAMS)
     for program in programs.values():
-        assert program.command.endswith(f"-m services.{program.name}")
+        assert program.command.endswith(f"-m tickstockpl.supervised services.{program.name}")
+        assert program.startsecs == STARTSECS
         assert program.exitcodes == [0, 78]  # RET_CONFIG is "expected": misconfigured, do not restart
         assert program.stdout_logfile == "/dev/stdout" and program.stdout_logfile_maxbytes == 0
         assert program.redirect_stderr
