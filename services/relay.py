@@ -144,7 +144,7 @@ class Relay:
         items = []
         for payload in raw:
             try:
-                items.append(Outgoing(payload, contract.decode_pattern_event(payload)))
+                items.append(Outgoing(payload, outbox.decode_record(payload)))
             except contract.ContractError as exc:
                 self._dead_letter(done, payload, str(exc), "contract")
             except Exception as exc:  # RecursionError, OverflowError...: poison must not stop the relay
@@ -268,7 +268,7 @@ class Relay:
         for raw in entries:
             try:
                 payload, published_at, _ = outbox.parse_backlog_entry(raw)
-                items.append(Outgoing(payload, contract.decode_pattern_event(payload)))
+                items.append(Outgoing(payload, outbox.decode_record(payload)))
                 extras.append({"deferred": True, "published_at": published_at})
             except Exception as exc:  # a hand-edited entry must not block the backlog
                 self._dead_letter(

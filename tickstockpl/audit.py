@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg2
 import psycopg2.extensions
 
@@ -80,6 +81,18 @@ def classify(exc: psycopg2.Error) -> Exception:
         if any(text in message for text in _CONFIG_MESSAGES):
             return AuditConfigError(message)
     return PostgresUnavailable(message)
+
+
+def _rows_document(rows: list[dict[str, Any]]) -> str:
+    """The batch as one JSON text: orjson (about 20x cheaper a row), json for what orjson cannot carry.
+
+    Every value was validated finite by the contract (orjson would write NaN as null, json refuses
+    it); an integer beyond 64 bits, valid but rare, makes orjson raise, so json writes that batch.
+    """
+    try:
+        return orjson.dumps(rows).decode("utf-8")
+    except TypeError:
+        return json.dumps(rows, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 class AuditLog:
@@ -160,7 +173,7 @@ class AuditLog:
             for i, event in enumerate(events)
         ]
         params = {
-            "rows": json.dumps(rows, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+            "rows": _rows_document(rows),
             "event_type": contract.EVENT_PATTERN_DETECTED,
             "source": contract.SOURCE_SYSTEM,
             "checkpoint": contract.CHECKPOINT_PATTERN_PUBLISHED,
