@@ -69,9 +69,10 @@ def test_metrics_describe_the_running_stack(synthetic_stack: RunningStack) -> No
     assert synthetic_stack.metric("tickstockpl_up", dependency="postgres") == 1.0
     heartbeat_age = synthetic_stack.metric("tickstockpl_heartbeat_age_seconds")
     assert heartbeat_age is not None and heartbeat_age < contract.HEARTBEAT_MAX_AGE_S
-    assert synthetic_stack.metric("tickstockpl_outbox_enqueued_total") or 0 > 0
+    assert (synthetic_stack.metric("tickstockpl_outbox_enqueued_total") or 0) > 0
     assert synthetic_stack.metric_sum("tickstockpl_bars_received_total") > 0
     assert synthetic_stack.metric_sum("tickstockpl_enqueue_to_publish_latency_seconds_count") > 0
+    assert synthetic_stack.metric_sum("tickstockpl_relay_batch_duration_seconds_count") > 0
     assert synthetic_stack.metric("tickstockpl_dead_letters") == 0.0
 
 
@@ -126,6 +127,7 @@ def test_a_real_prometheus_scrapes_the_exporter(synthetic_stack: RunningStack, t
             "tickstockpl_outbox_depth",
             "tickstockpl_channel_subscribers",
             "tickstockpl_enqueue_to_publish_latency_seconds_bucket",
+            "tickstockpl_relay_batch_duration_seconds_bucket",
         ):
             assert query(name), name
         rules = _prometheus_get(base, "/api/v1/rules")["groups"]
