@@ -174,3 +174,19 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
     assert "stopping on request" in out
     received = int(redis_client.hget(contract.KEY_STATS, "bars_received") or 0)
     assert received > 0 and received % 2 == 0  # whole boundaries only: the step in flight finished
+
+
+def test_a_missing_csv_file_is_a_configuration_error(settings: Settings, tmp_path: Path) -> None:
+    """Exit 78 (do not restart) with the file named, not a traceback when the replay reaches it."""
+    env = {**os.environ, **settings.replace(source="csv", csv_files=(str(tmp_path / "nope.csv"),)).to_env()}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.detector"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "nope.csv" in result.stdout and "Traceback" not in result.stdout + result.stderr

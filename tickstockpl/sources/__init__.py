@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tickstockpl.bars import Bar
+
+if TYPE_CHECKING:
+    from tickstockpl.settings import Settings
 
 
 class BarSource(Protocol):
@@ -25,11 +28,8 @@ class BarSource(Protocol):
         ...
 
 
-def build_source(settings: object) -> BarSource:
+def build_source(settings: Settings) -> BarSource:
     """The source the settings name (TICKSTOCKPL_SOURCE)."""
-    from tickstockpl.settings import Settings
-
-    assert isinstance(settings, Settings)
     if settings.source == "csv":
         from tickstockpl.sources.csv_replay import CsvReplaySource
 

@@ -74,6 +74,11 @@ class CsvReplaySource:
         if not files:
             raise ValueError("CSV replay needs at least one file (TICKSTOCKPL_CSV_FILES)")
         self.files = [Path(f) for f in files]
+        for path in self.files:  # fail at start (misconfigured), not when the replay reaches the file
+            if not path.is_file():
+                raise FileNotFoundError(f"CSV file not found: {path}")
+            with path.open("rb"):
+                pass
         self.speed = speed
         self.timeframe = timeframe
         self.rejected: Counter[str] = Counter()
