@@ -18,6 +18,13 @@ from urllib.parse import quote
 T = TypeVar("T")
 
 
+# Twenty liquid US tickers: enough that the synthetic default publishes several events every 10 s.
+DEFAULT_SYMBOLS = (
+    "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "JPM", "V",
+    "WMT", "XOM", "UNH", "MA", "JNJ", "PG", "HD", "COST", "NFLX", "AMD",
+)  # fmt: skip
+
+
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
@@ -105,9 +112,7 @@ class Settings:
     health_interval_s: float = _setting("TICKSTOCKPL_HEALTH_INTERVAL", 30.0, _positive(float))
     # Detector and market data.
     source: str = _setting("TICKSTOCKPL_SOURCE", "synthetic", _choice("synthetic", "csv", "ticks", "massive"))
-    symbols: tuple[str, ...] = _setting(
-        "TICKSTOCKPL_SYMBOLS", ("AAPL", "GOOGL", "MSFT", "TSLA", "NVDA"), _parse_list
-    )
+    symbols: tuple[str, ...] = _setting("TICKSTOCKPL_SYMBOLS", DEFAULT_SYMBOLS, _parse_list)
     synthetic_seed: int = _setting("TICKSTOCKPL_SYNTHETIC_SEED", 42, int)
     bar_seconds: int = _setting("TICKSTOCKPL_BAR_SECONDS", 60, _positive(int))
     speed: float = _setting("TICKSTOCKPL_SPEED", 60.0, float)  # x real time; 0 = as fast as possible
