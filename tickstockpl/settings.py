@@ -99,7 +99,7 @@ class Settings:
     postgres_connect_timeout_s: int = _setting("POSTGRES_CONNECT_TIMEOUT", 3, _positive(int))
     postgres_statement_timeout_ms: int = _setting("POSTGRES_STATEMENT_TIMEOUT_MS", 5000, _positive(int))
     # Relay.
-    relay_batch_size: int = _setting("TICKSTOCKPL_RELAY_BATCH", 500, _positive(int))
+    relay_batch_size: int = _setting("TICKSTOCKPL_RELAY_BATCH", 1000, _positive(int))
     relay_stale_after_s: float = _setting("TICKSTOCKPL_RELAY_STALE_AFTER", 30.0, _positive(float))
     replay_stream_maxlen: int = _setting("TICKSTOCKPL_REPLAY_MAXLEN", 100_000, _positive(int))
     relay_crash_at: str = _setting(
