@@ -27,10 +27,9 @@ from tickstockpl.backoff import Backoff
 from tickstockpl.contract import ContractError
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
-from tickstockpl.lifecycle import install_stop_handlers
-from tickstockpl.logs import setup_logging
+from tickstockpl.lifecycle import install_stop_handlers, service_main
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.settings import Settings
 from tickstockpl.sources import BarSource, build_source
 from tickstockpl.stores import redis_client
 
@@ -272,14 +271,7 @@ def run(
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        setup_logging("INFO", "detector")
-        log.error("bad configuration: %s", exc)
-        return RET_CONFIG
-    setup_logging(settings.log_level, "detector")
-    return run(settings)
+    return service_main("detector", run)
 
 
 if __name__ == "__main__":

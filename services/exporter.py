@@ -30,10 +30,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tickstockpl import contract
-from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
-from tickstockpl.lifecycle import install_stop_handlers
-from tickstockpl.logs import setup_logging
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE
+from tickstockpl.lifecycle import service_main
+from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
 log = logging.getLogger("tickstockpl.exporter")
@@ -361,16 +360,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        setup_logging("INFO", "exporter")
-        log.error("configuration error: %s", exc)
-        return RET_CONFIG
-    setup_logging(settings.log_level, "exporter")
-    stop = threading.Event()
-    install_stop_handlers(stop, "exporter")
-    return run(settings, stop)
+    return service_main("exporter", run)
 
 
 if __name__ == "__main__":

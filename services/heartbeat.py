@@ -31,10 +31,9 @@ from tickstockpl import contract, health
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
 from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLError
-from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
-from tickstockpl.lifecycle import install_stop_handlers
-from tickstockpl.logs import setup_logging
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.exitcodes import RET_FAILED, RET_OK
+from tickstockpl.lifecycle import service_main
+from tickstockpl.settings import Settings
 
 log = logging.getLogger("tickstockpl.heartbeat")
 
@@ -313,15 +312,7 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"heartbeat: configuration error: {exc}")
-        return RET_CONFIG
-    setup_logging(settings.log_level, name="heartbeat")
-    stop = threading.Event()
-    install_stop_handlers(stop, "heartbeat")
-    return run(settings, stop)
+    return service_main("heartbeat", run)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,10 @@ from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
 from tickstockpl.errors import AuditConfigError, RedisUnavailable, TickStockPLError
-from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
-from tickstockpl.lifecycle import install_stop_handlers
-from tickstockpl.logs import setup_logging
+from tickstockpl.exitcodes import RET_FAILED, RET_OK
+from tickstockpl.lifecycle import service_main
 from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
 log = logging.getLogger("tickstockpl.relay")
@@ -381,15 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="exit once the outbox is empty")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"relay: configuration error: {exc}")
-        return RET_CONFIG
-    setup_logging(settings.log_level, "relay")
-    stop = threading.Event()
-    install_stop_handlers(stop, "relay")
-    return run(settings, stop, burst=args.burst)
+    return service_main("relay", lambda settings, stop: run(settings, stop, burst=args.burst))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
-from tickstockpl.exitcodes import RET_OK
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK
+from tickstockpl.logs import setup_logging
+from tickstockpl.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 RET_KILLED = 128 + signal.SIGTERM  # the second signal: what a shell reports for a TERM'd process
@@ -32,4 +35,19 @@ def install_stop_handlers(stop: threading.Event, name: str) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-__all__ = ["RET_OK", "RET_KILLED", "install_stop_handlers"]
+def service_main(name: str, run: Callable[[Settings, threading.Event], int]) -> int:
+    """How every supervised process starts: settings (a bad one exits RET_CONFIG, naming the
+    variable), logging to stdout, the stop handlers, then its `run` loop."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        setup_logging("INFO", name)
+        log.error("%s: configuration error: %s", name, exc)
+        return RET_CONFIG
+    setup_logging(settings.log_level, name)
+    stop = threading.Event()
+    install_stop_handlers(stop, name)
+    return run(settings, stop)
+
+
+__all__ = ["RET_OK", "RET_KILLED", "install_stop_handlers", "service_main"]
