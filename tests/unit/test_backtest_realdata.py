@@ -32,7 +32,9 @@ def source() -> MemoryHistory:
         Parameters(),
         Parameters(commission_rate=0.0, slippage_rate=0.0, stop_loss_pct=0.02, take_profit_pct=0.03),
         Parameters(max_position_size=0.2, stop_loss_pct=0.5, take_profit_pct=2.0, max_holding_bars=60),
+        Parameters(max_position_size=1.0),  # the whole equity per entry: five symbols compete for it
     ],
+    ids=["defaults", "tight", "wide", "all_in"],
 )
 def test_engine_equals_vectorized_reference_on_real_data(source: MemoryHistory, params: Parameters) -> None:
     start, end = dt.date(2003, 1, 1), dt.date(2013, 3, 1)
@@ -55,6 +57,8 @@ def test_engine_equals_vectorized_reference_on_real_data(source: MemoryHistory, 
     got = outcome.results
     assert got["total_trades"] == expected["total_trades"] > 100
     assert got["winning_trades"] == expected["winning_trades"]
+    assert got["skipped_signals"] == expected["skipped_signals"]
+    assert got["unfunded_signals"] == expected["unfunded_signals"]
     for key in (
         "win_rate",
         "roi",
@@ -72,6 +76,32 @@ def test_engine_equals_vectorized_reference_on_real_data(source: MemoryHistory, 
     assert [(t.symbol, t.exit_time) for t in outcome.trades] == list(
         zip(trades.symbol, trades.exit_time, strict=True)
     )
+    assert [t.committed for t in outcome.trades] == pytest.approx(list(trades.committed), rel=1e-9)
+
+
+def test_all_in_on_five_symbols_never_spends_money_it_does_not_have(source: MemoryHistory) -> None:
+    """The reported flaw: 1.0 of capital per trade on five symbols used to hold 5x the capital at once."""
+    job = parse_job(
+        json.dumps(
+            {
+                "job_id": "backtest_1_00000001",
+                "symbols": list(SYMBOLS),
+                "patterns": list(PATTERNS),
+                "start_date": "2003-01-01",
+                "end_date": "2013-03-01",
+                "parameters": {"max_position_size": 1.0},
+            }
+        )
+    )
+    outcome = run_job(job, source)
+    trades = outcome.trades
+    assert outcome.results["unfunded_signals"] > 100  # the other symbols' signals while one is held
+    assert outcome.results["final_equity"] > 0
+    for t in trades:  # at every entry, the positions still open at that open plus this one fit in equity
+        equity = 100_000 + sum(u.pnl for u in trades if u.exit_time < t.entry_time)
+        held = sum(u.committed for u in trades if u.entry_time <= t.entry_time <= u.exit_time)
+        assert 0 < held <= equity * (1 + 1e-9)
+        assert t.committed == pytest.approx(equity)
 
 
 def test_signals_are_the_ones_the_streaming_detector_emits(source: MemoryHistory) -> None:

@@ -1,11 +1,11 @@
 """Backtests of the detector's patterns over stored history (issue 7; docs/backtesting.md).
 
 `parse_job` checks a job as TickStockAppV2 sends it; `run_job` runs it against a HistorySource
-(`PostgresHistory` or `MemoryHistory`) with progress and cancel hooks; `simulate` and `summarize`
-are the pure engine and metrics underneath.
+(`PostgresHistory` or `MemoryHistory`) with progress and cancel hooks; `price`, `allocate` (or
+`simulate` for one symbol) and `summarize` are the pure engine and metrics underneath.
 """
 
-from tickstockpl.backtest.engine import History, Simulation, Trade, simulate
+from tickstockpl.backtest.engine import Book, History, Simulation, Trade, allocate, price, simulate
 from tickstockpl.backtest.history import HistorySource, MemoryHistory, read_csv
 from tickstockpl.backtest.jobs import Job, JobError, Parameters, job_id_of, parse_job
 from tickstockpl.backtest.metrics import summarize
@@ -13,6 +13,7 @@ from tickstockpl.backtest.runner import Cancelled, Outcome, run_job
 from tickstockpl.backtest.signals import Signal, detect, known_patterns
 
 __all__ = [
+    "Book",
     "Cancelled",
     "History",
     "HistorySource",
@@ -24,10 +25,12 @@ __all__ = [
     "Signal",
     "Simulation",
     "Trade",
+    "allocate",
     "detect",
     "job_id_of",
     "known_patterns",
     "parse_job",
+    "price",
     "read_csv",
     "run_job",
     "simulate",

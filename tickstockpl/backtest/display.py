@@ -67,7 +67,7 @@ def results_report(results: Mapping[str, Any]) -> str:
         ("Sharpe ratio", f"{results['sharpe_ratio']:.3f}"),
         ("final equity", f"{results['final_equity']:,.2f}"),
         ("commission paid", f"{results['total_commission']:,.2f}"),
-        ("signals (neutral / not traded)", _signals(results)),
+        ("signals (neutral / not traded / of which unfunded)", _signals(results)),
         ("bars tested", results["bars_tested"]),
     ]
     parts = [table(("figure", "value"), headline)]
@@ -90,7 +90,8 @@ def results_report(results: Mapping[str, Any]) -> str:
 
 
 def _signals(results: Mapping[str, Any]) -> str:
-    return f"{results['signals']} ({results['neutral_signals']} / {results['skipped_signals']})"
+    counts = (results["neutral_signals"], results["skipped_signals"], results["unfunded_signals"])
+    return f"{results['signals']} ({' / '.join(map(str, counts))})"
 
 
 def _pct(value: float) -> str:

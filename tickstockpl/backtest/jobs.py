@@ -32,7 +32,7 @@ class Parameters:
     initial_capital: float = 100_000.0
     commission_rate: float = 0.001  # of each fill's notional, charged on entry and on exit
     slippage_rate: float = 0.0005  # fills move this fraction against us
-    max_position_size: float = 0.1  # each trade is sized at this fraction of the initial capital
+    max_position_size: float = 0.1  # each entry commits this fraction of equity, if the cash is free
     stop_loss_pct: float = 0.05
     take_profit_pct: float = 0.10
     max_holding_bars: int = 20  # bars held at most (the entry bar counts as the first)

@@ -1,8 +1,10 @@
-"""Run one backtest: for each symbol, load bars, detect, simulate; then the metrics.
+"""Run one backtest: for each symbol, load bars, detect, price the candidates; then share the capital.
 
 Shared by the service and the CLI. It knows no store and no channel: bars come from a HistorySource,
 progress goes to a callback, and `keep_going()` is asked between steps so a cancel (or SIGTERM) stops
-the work within one symbol.
+the work within one symbol. Loading and detecting is nearly all the work, so progress counts symbols;
+the allocation over the shared timeline (engine.allocate) runs once all are priced, and each symbol's
+bars are dropped once priced, so memory holds one symbol's bars at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tickstockpl.backtest import metrics
-from tickstockpl.backtest.engine import Trade, simulate
+from tickstockpl.backtest.engine import Book, Trade, allocate, price
 from tickstockpl.backtest.history import HistorySource, timeframe_seconds
 from tickstockpl.backtest.jobs import Job, JobError
 from tickstockpl.backtest.signals import detect, warmup_bars
@@ -54,33 +56,34 @@ def run_job(
             " (load them with `tickstockpl load-history`)"
         )
     warmup = warmup_bars(job.patterns)
-    trades: list[Trade] = []
-    times: list[np.ndarray] = []
-    bars = signals = neutral = skipped = 0
+    books: list[Book] = []
+    timeline = np.empty(0, dtype=np.int64)
+    bars = bars_in_range = 0
     for number, symbol in enumerate(present):
         report(number / len(present), symbol)
         if not should_go():
             raise Cancelled(job.job_id)
         history = source.load(symbol, job.timeframe, job.start, job.end, warmup)
         found = detect(history.open, history.high, history.low, history.close, history.volume, job.patterns)
-        run = simulate(history, found, job.parameters)
-        trades.extend(run.trades)
-        times.append(history.times[history.first :])
+        books.append(price(history, found, job.parameters))
+        timeline = np.union1d(timeline, history.times[history.first :])
         bars += len(history)
-        signals, neutral, skipped = signals + run.signals, neutral + run.neutral, skipped + run.skipped
+        bars_in_range += history.bars_in_range
     if not should_go():
         raise Cancelled(job.job_id)
-    timeline = np.unique(np.concatenate(times))
+    run = allocate(books, job.parameters)
+    trades: list[Trade] = run.trades
     capital = job.parameters.initial_capital
     results = metrics.summarize(trades, timeline, capital, seconds)
     results.update(
         duration_days=job.duration_days,
         symbols_tested=len(present),
         symbols_without_data=missing,
-        bars_tested=int(sum(len(t) for t in times)),
-        signals=signals,
-        neutral_signals=neutral,
-        skipped_signals=skipped,
+        bars_tested=bars_in_range,
+        signals=run.signals,
+        neutral_signals=run.neutral,
+        skipped_signals=run.skipped,
+        unfunded_signals=run.unfunded,
         by_pattern=metrics.breakdown(trades, "pattern", job.patterns, capital),
         by_symbol=metrics.breakdown(trades, "symbol", present, capital),
     )
