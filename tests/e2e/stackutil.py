@@ -9,9 +9,8 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import psycopg2
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.polling import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings
@@ -28,18 +28,6 @@ from tickstockpl.stack import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-def poll(condition: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.1) -> T:
-    """The first truthy value of `condition()`; fails the test after `timeout_s` (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def stack_settings(**overrides: Any) -> Settings:

@@ -21,10 +21,10 @@ from tests.e2e.stackutil import (
     Subscriber,
     alive,
     descendants,
-    poll,
     processes_mentioning,
     stack_settings,
 )
+from tests.polling import poll
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG
 from tickstockpl.stack import EmbeddedStack, StackError

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from tests.polling import poll
 from tickstockpl import contract
 from tickstockpl.backtest.history import read_csv
 from tickstockpl.backtest.store import PostgresHistory
@@ -66,11 +67,7 @@ def job_id(n: int) -> str:
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    poll(condition, timeout_s, what)
 
 
 class Listener:

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,18 +25,6 @@ from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-def poll(condition: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.02) -> T:
-    """Return the first truthy value of `condition()`; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def fast(settings: Settings, **changes: Any) -> Settings:

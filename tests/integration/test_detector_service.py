@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import redis
 
 from services import detector
+from tests.polling import poll
 from tickstockpl import contract
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import StreamingEngine
@@ -38,13 +38,6 @@ def synthetic(boundaries: int) -> SyntheticSource:
 
 def outbox(client: redis.Redis) -> list[dict[str, Any]]:
     return [contract.decode_pattern_event(raw) for raw in reversed(client.lrange(contract.KEY_OUTBOX, 0, -1))]
-
-
-def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis_client: redis.Redis) -> None:
@@ -129,12 +122,14 @@ def test_a_redis_outage_is_buffered_and_flushed_when_it_returns(
     try:
         thread = threading.Thread(target=run.run, args=(threading.Event(),), kwargs={"drain_timeout_s": 60})
         thread.start()
-        wait_for(
+        poll(
             lambda: (
                 run.bars == 80 * len(SYMBOLS)
                 and run.buffer.pending == len(want)
                 and run.buffer.backoff.is_down
-            )
+            ),
+            20,
+            "every event buffered while Redis is down",
         )
         assert thread.is_alive()  # all bars judged, nothing handed over, and still running
     finally:
@@ -165,7 +160,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
         text=True,
     )
     try:
-        wait_for(lambda: redis_client.llen(contract.KEY_OUTBOX) > 0)
+        poll(lambda: redis_client.llen(contract.KEY_OUTBOX) > 0, 20, "events in the outbox")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:

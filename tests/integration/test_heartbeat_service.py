@@ -17,7 +17,8 @@ import pytest
 import redis
 
 from tests.conftest import PostgresHandle, execute
-from tests.integration.stack_helpers import HeartbeatProcess, HeartbeatThread, fast, poll
+from tests.integration.stack_helpers import HeartbeatProcess, HeartbeatThread, fast
+from tests.polling import poll
 from tickstockpl import contract, health, outbox
 from tickstockpl.settings import Settings
 

@@ -30,8 +30,8 @@ from tests.integration.test_relay_support import (
     run_relay,
     stats,
     stream_flow_ids,
-    wait_until,
 )
+from tests.polling import poll
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
 from tickstockpl.exitcodes import RET_OK
@@ -89,7 +89,7 @@ def test_rows_are_committed_before_the_publish(
     found: list[int] = []
     pubsub = redis_client.pubsub()
     pubsub.subscribe(contract.CHANNEL_PATTERNS)
-    wait_until(lambda: pubsub.get_message(timeout=0.1) is not None, 5, "subscribed")
+    poll(lambda: pubsub.get_message(timeout=0.1) is not None, 5, "subscribed")
     conn = psycopg2.connect(consumer_settings.postgres_dsn)
     conn.autocommit = True
     events = make_events(30)
@@ -109,7 +109,7 @@ def test_rows_are_committed_before_the_publish(
     thread.start()
     try:
         relay.run(consumer_settings.replace(relay_batch_size=4), burst=True)
-        wait_until(lambda: len(found) == len(events), 10, "all messages looked up")
+        poll(lambda: len(found) == len(events), 10, "all messages looked up")
     finally:
         done.set()
         thread.join()
@@ -162,7 +162,7 @@ def test_a_record_enqueued_twice_gets_one_row(
     redis_client.lpush(contract.KEY_OUTBOX, payload)
     relay.run(consumer_settings, burst=True)
     subscriber.wait_for_flows(flow_ids([event]))
-    wait_until(lambda: subscriber.counts()[event["data"]["flow_id"]] == 3, 5, "three publishes")
+    poll(lambda: subscriber.counts()[event["data"]["flow_id"]] == 3, 5, "three publishes")
     assert audit_rows(consumer_settings) == {event["data"]["flow_id"]: 1}
 
 
@@ -290,7 +290,7 @@ def test_sigterm_finishes_the_batch_in_flight_then_exits_0(
     try:
         events = make_events(12)
         outbox.enqueue(redis_client, events)
-        wait_until(lambda: _in_flight(redis_client, settings, 12), 20, "a batch in flight")
+        poll(lambda: _in_flight(redis_client, settings, 12), 20, "a batch in flight")
         process.signal(signal.SIGTERM)
         audit_lock.rollback()  # PostgreSQL answers; the relay finishes the batch and stops
         code, output = process.wait()
@@ -313,7 +313,7 @@ def test_second_sigterm_exits_at_once_and_leaves_the_batch_for_recovery(
     try:
         events = make_events(12)
         outbox.enqueue(redis_client, events)
-        wait_until(lambda: _in_flight(redis_client, settings, 12), 20, "a batch in flight")
+        poll(lambda: _in_flight(redis_client, settings, 12), 20, "a batch in flight")
         process.signal(signal.SIGTERM)
         process.wait_for_output("SIGTERM received")  # two signals before the handler runs count as one
         process.signal(signal.SIGTERM)

@@ -29,8 +29,8 @@ from tests.integration.test_relay_support import (
     run_relay,
     stats,
     stream_flow_ids,
-    wait_until,
 )
+from tests.polling import poll
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.local_servers import free_port
@@ -107,9 +107,7 @@ def test_redis_restart_mid_stream_loses_nothing(
         outbox.enqueue(redis_client, before[start : start + 2_000])
     process = RelayProcess(settings.replace(relay_batch_size=20))
     try:
-        wait_until(
-            lambda: int(stats(redis_client).get("patterns_published", 0)) >= 500, 60, "relay under way"
-        )
+        poll(lambda: int(stats(redis_client).get("patterns_published", 0)) >= 500, 60, "relay under way")
         waiting = redis_client.llen(contract.KEY_OUTBOX)
         try:
             redis_server.stop()
@@ -118,7 +116,7 @@ def test_redis_restart_mid_stream_loses_nothing(
             redis_server.start()
         after = make_events(500, prefix="A")
         outbox.enqueue(redis_client, after)
-        wait_until(
+        poll(
             lambda: queues_empty(redis_client) and len(audit_rows(settings)) == len(before) + len(after),
             120,
             "every record relayed after the restart",
@@ -187,21 +185,19 @@ def test_postgres_outage_publishing_continues_and_rows_follow(
         first = make_events(30, prefix="U")
         outbox.enqueue(redis_client, first)
         subscriber.wait_for_flows(flow_ids(first))
-        wait_until(lambda: len(audit_rows(settings)) == 30, 10, "rows while PostgreSQL is up")
+        poll(lambda: len(audit_rows(settings)) == 30, 10, "rows while PostgreSQL is up")
 
         postgres_switch.stop()
         during = make_events(300, prefix="D")
         for start in range(0, len(during), 50):
             outbox.enqueue(redis_client, during[start : start + 50])
         subscriber.wait_for_flows(flow_ids(during))  # published while PostgreSQL is down
-        wait_until(
-            lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 300, 10, "300 rows in the backlog"
-        )
+        poll(lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 300, 10, "300 rows in the backlog")
         assert not _postgres_answers(settings)  # the outage was real for the whole publish
         backlog_at_peak = redis_client.llen(contract.KEY_AUDIT_BACKLOG)
 
         postgres_switch.start()
-        wait_until(
+        poll(
             lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0 and len(audit_rows(settings)) == 330,
             60,
             "the backlog written after PostgreSQL returned",
@@ -270,7 +266,7 @@ def test_stale_records_of_a_dead_relay_are_recovered_while_running(
         # Another relay moved these, then died: they are not this relay's, and not in the outbox.
         redis_client.lpush(contract.KEY_PROCESSING, *[contract.encode(event).encode() for event in events])
         subscriber.wait_for_flows(flow_ids(events))
-        wait_until(lambda: queues_empty(redis_client), 10, "processing list emptied")
+        poll(lambda: queues_empty(redis_client), 10, "processing list emptied")
         code, output = process.stop()
     finally:
         process.kill()

@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from tests.conftest import execute
+from tests.polling import poll
 from tickstockpl import contract, outbox
 from tickstockpl.settings import Settings
 
@@ -43,15 +42,6 @@ def flow_ids(events: list[dict[str, Any]]) -> set[str]:
     return {event["data"]["flow_id"] for event in events}
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `condition` until it holds; fail the test with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.02)
-
-
 class Subscriber:
     """Collects every message on the pattern channel in a thread, as the consumer would."""
 
@@ -59,7 +49,7 @@ class Subscriber:
         self.messages: list[dict[str, Any]] = []
         self._pubsub = client.pubsub()
         self._pubsub.subscribe(contract.CHANNEL_PATTERNS)
-        wait_until(lambda: self._pubsub.get_message(timeout=0.1) is not None, 5, "subscribe confirmation")
+        poll(lambda: self._pubsub.get_message(timeout=0.1) is not None, 5, "subscribe confirmation")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
@@ -74,7 +64,7 @@ class Subscriber:
         return Counter(message["data"]["flow_id"] for message in list(self.messages))
 
     def wait_for_flows(self, expected: set[str], timeout_s: float = 30) -> None:
-        wait_until(lambda: expected <= set(self.counts()), timeout_s, f"{len(expected)} flows published")
+        poll(lambda: expected <= set(self.counts()), timeout_s, f"{len(expected)} flows published")
 
     def close(self) -> None:
         self._stop.set()
@@ -155,7 +145,7 @@ class RelayProcess:
         return "".join(self.lines)
 
     def wait_for_output(self, text: str, timeout_s: float = 20) -> None:
-        wait_until(lambda: text in self.output, timeout_s, f"{text!r} in the relay's output")
+        poll(lambda: text in self.output, timeout_s, f"{text!r} in the relay's output")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
