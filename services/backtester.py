@@ -24,10 +24,9 @@ from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_
 from tickstockpl.backtest.queue import JobQueue, cancel_target
 from tickstockpl.backtest.store import PostgresHistory
 from tickstockpl.errors import AuditConfigError, RedisUnavailable, StoreUnavailable
-from tickstockpl.exitcodes import RET_CONFIG, RET_OK
-from tickstockpl.lifecycle import install_stop_handlers
-from tickstockpl.logs import setup_logging
-from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.exitcodes import RET_OK
+from tickstockpl.lifecycle import service_main
+from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
 log = logging.getLogger(__name__)
@@ -250,16 +249,7 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        setup_logging("INFO", "backtester")
-        log.error("configuration error: %s", exc)
-        return RET_CONFIG
-    setup_logging(settings.log_level, "backtester")
-    stop = threading.Event()
-    install_stop_handlers(stop, "backtester")
-    return run(settings, stop)
+    return service_main("backtester", run)
 
 
 if __name__ == "__main__":
