@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# What a condition raises while the thing it waits for is still starting (connection refused and
+# the like). Anything else, LocalServerError from a server that died included, propagates at once.
+STARTING_ERRORS = (OSError, redis.RedisError, psycopg2.Error, xmlrpc.client.Error)
+
+
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.02) -> None:
     """Poll `condition` until it holds, or raise LocalServerError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -41,7 +47,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interva
         try:
             if condition():
                 return
-        except Exception:  # the condition raises while the server is still starting
+        except STARTING_ERRORS:
             pass
         if time.monotonic() > deadline:
             raise LocalServerError(f"timed out after {timeout_s:.0f} s waiting for {what}")
@@ -59,7 +65,7 @@ def find_binary(name: str) -> str:
     raise LocalServerError(f"{name} not found: install redis-server and postgresql (see README)")
 
 
-def _unprivileged_user() -> pwd.struct_passwd | None:
+def unprivileged_user() -> pwd.struct_passwd | None:
     """Who runs PostgreSQL: nobody special when we are not root."""
     if os.geteuid() != 0:
         return None
@@ -150,11 +156,11 @@ class LocalPostgres:
 
     def _owner(self) -> tuple[int | None, int | None]:
         """(uid, gid) to run PostgreSQL's binaries as; (None, None) means as ourselves."""
-        user = _unprivileged_user()
+        user = unprivileged_user()
         return (None, None) if user is None else (user.pw_uid, user.pw_gid)
 
     def _chown(self, path: Path) -> None:
-        user = _unprivileged_user()
+        user = unprivileged_user()
         if user is not None:
             os.chown(path, user.pw_uid, user.pw_gid)
 

@@ -37,9 +37,10 @@ import psycopg2
 import psycopg2.extensions
 import redis
 
-from tickstockpl import contract
+from tickstockpl import contract, health
+from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE
-from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerError
+from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerError, unprivileged_user, wait_for
 from tickstockpl.settings import Settings, read_env_file
 from tickstockpl.supervised import STARTSECS
 
@@ -97,16 +98,10 @@ def docker_daemon_answers(timeout_s: float = 3.0) -> bool:
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
     """Poll `condition` with a deadline; StackError naming `what` when it never holds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if condition():
-                return
-        except (OSError, redis.RedisError, psycopg2.Error, xmlrpc.client.Error):
-            pass
-        if time.monotonic() > deadline:
-            raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}", RET_UNAVAILABLE)
-        time.sleep(interval_s)
+    try:
+        wait_for(condition, timeout_s, what, interval_s)
+    except LocalServerError as exc:
+        raise StackError(str(exc), RET_UNAVAILABLE) from None
 
 
 @dataclass
@@ -246,7 +241,11 @@ class EmbeddedStack:
         if self.local_postgres:
             pg = self._postgres_local()
             pg.initdb()
-            user = _postgres_user()
+            try:
+                owner = unprivileged_user()
+            except LocalServerError as exc:
+                raise StackError(str(exc), RET_CONFIG) from None
+            user = owner.pw_name if owner else None
             sections.append(_program("postgres", pg.command(), stopsignal="INT", stopwaitsecs=90, user=user))
             names.append("postgres")
         target = include_dir / "stores.conf"
@@ -383,7 +382,7 @@ class EmbeddedStack:
             # The synthetic source always produces: `up` returns once events flow, so that a
             # `redis-cli SUBSCRIBE` right after it shows some (the detector warms up on its first bars).
             reasons.append("no pattern published yet (the detector is warming up)")
-        if not reasons and doctor_available(self.root):
+        if not reasons:
             result = subprocess.run(
                 [sys.executable, "-m", "tickstockpl.cli", "doctor", "--json", "--expect-running"],
                 env=self.environment(),
@@ -569,23 +568,6 @@ def _quote(part: str) -> str:
     return f'"{part}"' if (not part or any(c in part for c in " \"'")) else part
 
 
-def _postgres_user() -> str | None:
-    """PostgreSQL refuses to run as root: name the unprivileged user supervisord should switch to."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise StackError(
-        "running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL", RET_CONFIG
-    )
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -617,7 +599,7 @@ def _with_dbname(dsn: str, dbname: str) -> str:
 
 
 def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[str]:
-    """What `doctor` calls required, checked directly, and /metrics: a list of failures (empty: healthy)."""
+    """The quick in-process form of doctor's required checks, plus /metrics: failures (empty: healthy)."""
     failures: list[str] = []
     if metrics:
         url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
@@ -627,36 +609,29 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
                     failures.append(f"{url} answered {response.status}")
         except OSError as exc:
             failures.append(f"{url}: {exc}")
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = health.checking_client(settings, timeout_s=2)
     try:
-        client.ping()
+        health.ping_redis(client)
         if heartbeat:
-            raw = client.get(contract.KEY_HEARTBEAT)
-            if raw is None:
-                failures.append(f"heartbeat key {contract.KEY_HEARTBEAT} missing")
-            elif time.time() - float(raw) >= 60:
-                failures.append(f"heartbeat {time.time() - float(raw):.0f} s old")
-    except (redis.RedisError, OSError, ValueError) as exc:
+            problem = health.read_heartbeat(client).problem()
+            if problem:
+                failures.append(f"heartbeat key {contract.KEY_HEARTBEAT}: {problem}")
+    except TickStockPLError as exc:
         failures.append(f"Redis at {settings.redis_target}: {exc}")
     finally:
         client.close()
     try:
-        conn = psycopg2.connect(settings.postgres_dsn)
+        conn = health.connect_postgres(settings)
         try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT to_regclass('integration_events') IS NOT NULL,"
-                    " has_function_privilege(to_regprocedure('log_integration_event(uuid,varchar,varchar,"
-                    "varchar,varchar,varchar,varchar,numeric,integer,jsonb)'), 'EXECUTE')"
-                )
-                table, function = cur.fetchone() or (False, False)
-            if not table or not function:
-                failures.append(f"PostgreSQL {settings.postgres_target}: schema missing (apply db/init.sql)")
+            with conn.cursor() as cursor:
+                if not health.schema_status(cursor).callable:
+                    failures.append(
+                        f"PostgreSQL {settings.postgres_target}: schema or grants missing (apply db/init.sql)"
+                    )
         finally:
             conn.close()
-    except psycopg2.Error as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        failures.append(f"PostgreSQL {settings.postgres_target}: {message}")
+    except TickStockPLError as exc:
+        failures.append(f"PostgreSQL {settings.postgres_target}: {exc}")
     return failures
 
 
@@ -672,17 +647,8 @@ def published_since(settings: Settings, since: float) -> bool:
         client.close()
 
 
-def doctor_available(root: Path) -> bool:
-    """`tickstockpl doctor` lands with the heartbeat work; until then the direct checks stand alone."""
-    from tickstockpl.cli import COMMANDS
-
-    return "doctor" in COMMANDS and (root / "tickstockpl" / "commands" / "doctor.py").is_file()
-
-
-def run_doctor(env: Mapping[str, str], root: Path) -> int | None:
-    """Run `tickstockpl doctor` (its table on stdout) when this checkout has it; None when it does not."""
-    if not doctor_available(root):
-        return None
+def run_doctor(env: Mapping[str, str], root: Path) -> int:
+    """Run `tickstockpl doctor`, its table on stdout."""
     return subprocess.run(
         [sys.executable, "-m", "tickstockpl.cli", "doctor"], env=dict(env), cwd=root
     ).returncode
