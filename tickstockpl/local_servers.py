@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg2
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class LocalServerError(RuntimeError):
@@ -103,7 +105,8 @@ class LocalRedis:
     def start(self, timeout_s: float = 15.0) -> LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1)
+        # No client-side retries: between two pings we check that the server is still alive.
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
             wait_for(lambda: self._alive() and bool(client.ping()), timeout_s, f"redis-server on {self.port}")
         finally:
