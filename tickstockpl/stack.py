@@ -513,7 +513,7 @@ class EmbeddedStack:
         if not failing:
             print("  ✓ required checks pass (Redis, PostgreSQL schema, heartbeat)")
         doctor = run_doctor(self.environment(), self.root)
-        return RET_OK if not failing and doctor in (None, RET_OK) else RET_FAILED
+        return RET_OK if not failing and doctor == RET_OK else RET_FAILED
 
 
 def _readiness(info: Mapping[str, Any]) -> str:
