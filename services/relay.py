@@ -53,6 +53,10 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 # Allocations (minus deallocations) of tracked objects between young-generation collections; Python's
 # default is 700. The relay's garbage is freed by refcount, so a collection finds almost nothing.
 GC_GEN0_THRESHOLD = 20_000
+_BUCKET_FIELDS = {
+    prefix: tuple(f"{prefix}:{le}" for le in LATENCY_BUCKETS_S)
+    for prefix in ("latency_bucket", "batch_bucket")
+}
 
 
 def tune_gc() -> None:
@@ -100,6 +104,7 @@ class Relay:
         self.next_sweep = time.monotonic() + settings.relay_stale_after_s / 2
         self.first_seen: dict[bytes, float] = {}
         self.inflight: Batch | None = None
+        self.written: set[str] = set()  # histogram buckets this relay has written (see _observe)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -209,7 +214,7 @@ class Relay:
         self._count_published(done, outcome.publishable, subscribers, published_at)
         if not batch.fresh:
             done.count("recovered", len(batch.raw))
-        _observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started])
+        _observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started], self.written)
         if batch.fresh:
             self._crash_point("before_ack")
         outbox.finish(self.client, done)
@@ -224,7 +229,7 @@ class Relay:
         for pattern, count in Counter(str(item.event["data"]["pattern"]) for item in items).items():
             done.count(f"published:{pattern}", count)
         latencies = [max(0.0, published_at - float(item.event["timestamp"])) for item in items]
-        _observe(done, "latency_bucket", "latency_sum_s", latencies)
+        _observe(done, "latency_bucket", "latency_sum_s", latencies, self.written)
         done.values["last_publish_time"] = repr(published_at)
 
     def _dead_letter(
@@ -364,11 +369,24 @@ class Relay:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _observe(done: outbox.Finish, prefix: str, sum_field: str, samples: Sequence[float]) -> None:
-    """Add samples (seconds) to a cumulative histogram in KEY_STATS: one HINCRBY per bucket per batch."""
+def _observe(
+    done: outbox.Finish, prefix: str, sum_field: str, samples: Sequence[float], written: set[str]
+) -> None:
+    """Add samples (seconds) to a cumulative histogram in KEY_STATS.
+
+    One HINCRBY per bucket that changed: a bucket below the smallest sample gets nothing once this
+    relay has written it (the first batch writes every bucket, so readers see each one from then on).
+    """
     ordered = sorted(samples)
-    for le in LATENCY_BUCKETS_S:
-        done.count(f"{prefix}:{le}", bisect.bisect_right(ordered, le))
+    smallest = ordered[0] if ordered else None
+    for le, name in zip(LATENCY_BUCKETS_S, _BUCKET_FIELDS[prefix], strict=True):
+        if smallest is not None and smallest <= le:
+            done.count(name, bisect.bisect_right(ordered, le))
+        elif name in written:
+            continue
+        else:
+            done.count(name, 0)
+        written.add(name)
     done.count(f"{prefix}:+Inf", len(ordered))
     done.floats[sum_field] = done.floats.get(sum_field, 0.0) + sum(ordered)
 

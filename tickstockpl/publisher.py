@@ -24,6 +24,7 @@ from tickstockpl.errors import (
     RedisUnavailable,
     TickStockPLError,
 )
+from tickstockpl.outbox import LuaScript, run_script
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ for i = 3, #ARGV do
 end
 return counts
 """
+PUBLISH_SCRIPT = LuaScript(_PUBLISH_LUA)
 PUBLISH_CHUNK = 1000  # events per script call: bounds how long one call holds Redis (~1-2 ms)
 
 
@@ -64,13 +66,13 @@ def publish(client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: in
     """
     if not batch:
         return []
-    script = client.register_script(_PUBLISH_LUA)
+    keys = (contract.KEY_REPLAY_STREAM,)
     counts: list[int] = []
     try:
         for start in range(0, len(batch), PUBLISH_CHUNK):
             payloads = [item.payload for item in batch[start : start + PUBLISH_CHUNK]]
-            reply = script(
-                keys=[contract.KEY_REPLAY_STREAM], args=[contract.CHANNEL_PATTERNS, replay_maxlen, *payloads]
+            reply = run_script(
+                client, PUBLISH_SCRIPT, keys, (contract.CHANNEL_PATTERNS, replay_maxlen, *payloads)
             )
             counts += [int(count) for count in reply]
     except redis.RedisError as exc:

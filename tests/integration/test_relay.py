@@ -366,3 +366,32 @@ def test_a_unique_violation_means_the_row_exists_not_poison(
     assert rejected == []
     assert set(written) == flow_ids(events)
     assert audit_rows(settings) == {flow_id: 1 for flow_id in flow_ids(events)}
+
+
+def test_take_blocks_then_moves_the_rest_in_one_call_even_after_a_script_flush(
+    redis_client: redis.Redis,
+) -> None:
+    events = make_events(3)
+    outbox.enqueue(redis_client, events)
+    redis_client.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    taken = outbox.take(redis_client, 10, block_s=0.1)
+    expected = [event["data"]["flow_id"] for event in events]  # oldest first
+    assert [json.loads(payload)["data"]["flow_id"] for payload in taken] == expected
+    assert redis_client.llen(contract.KEY_OUTBOX) == 0
+    assert redis_client.llen(contract.KEY_PROCESSING) == 3
+    assert outbox.take(redis_client, 10, block_s=0.1) == []
+
+
+def test_relay_publishes_after_its_scripts_are_flushed(
+    settings: Settings, redis_client: redis.Redis, subscriber: Subscriber
+) -> None:
+    first, second = make_events(5), make_events(5)
+    outbox.enqueue(redis_client, first)
+    assert relay.run(settings, burst=True) == RET_OK
+    redis_client.script_flush()
+    outbox.enqueue(redis_client, second)
+    assert relay.run(settings, burst=True) == RET_OK
+    subscriber.wait_for_flows(flow_ids(first + second))
+    assert subscriber.counts() == {flow_id: 1 for flow_id in flow_ids(first + second)}
+    assert queues_empty(redis_client)
+    assert stats(redis_client)["patterns_published"] == "10"
