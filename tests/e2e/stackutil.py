@@ -20,7 +20,7 @@ import psycopg2
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings

@@ -24,7 +24,7 @@ from tests.e2e.stackutil import (
     processes_mentioning,
     stack_settings,
 )
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG
 from tickstockpl.stack import EmbeddedStack, StackError

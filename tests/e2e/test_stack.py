@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.stackutil import ROOT, RunningStack, Subscriber
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.stack import PROGRAMS

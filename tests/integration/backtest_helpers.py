@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.backtest.history import read_csv
 from tickstockpl.backtest.store import PostgresHistory

@@ -39,19 +39,6 @@ def fast(settings: Settings, **changes: Any) -> Settings:
     return settings.replace(**values)
 
 
-def run_cli(settings: Settings, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """`tickstockpl ARGS` as a real process with `settings` as its environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "tickstockpl.cli", *args],
-        env={**os.environ, **settings.to_env()},
-        cwd=ROOT / "tests",
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
 class HeartbeatProcess:
     """`python -m services.heartbeat` with the given settings; stdout kept in a temp file."""
 

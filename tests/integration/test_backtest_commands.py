@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import INIT_DB, PostgresHandle, execute
 from tests.integration.backtest_helpers import DAILY, ROOT
+from tests.support import run_cli
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings
 
@@ -21,15 +20,7 @@ RUN = ["--symbols", "AAPL,MSFT", "--patterns", "Hammer,Doji", "--from", "2005-01
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tickstockpl.cli", *args],
-        env={**os.environ, **settings.to_env()},
-        cwd=ROOT / "tests",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(settings, *args, timeout_s=120)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from services import detector
-from tests.polling import poll
+from tests.support import poll, run_python
 from tickstockpl import contract
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import StreamingEngine
@@ -173,15 +173,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
 
 def test_a_missing_csv_file_is_a_configuration_error(settings: Settings, tmp_path: Path) -> None:
     """Exit 78 (do not restart) with the file named, not a traceback when the replay reaches it."""
-    env = {**os.environ, **settings.replace(source="csv", csv_files=(str(tmp_path / "nope.csv"),)).to_env()}
-    result = subprocess.run(
-        [sys.executable, "-m", "services.detector"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    broken = settings.replace(source="csv", csv_files=(str(tmp_path / "nope.csv"),))
+    result = run_python(broken, "-m", "services.detector")
     assert result.returncode == 78, result.stdout + result.stderr
     assert "nope.csv" in result.stdout and "Traceback" not in result.stdout + result.stderr

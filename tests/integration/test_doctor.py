@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from tests.conftest import CONSUMER_DB, PostgresHandle, execute
-from tests.integration.stack_helpers import FakeConsumer, HeartbeatProcess, HeartbeatThread, fast, run_cli
-from tests.polling import poll
+from tests.integration.stack_helpers import FakeConsumer, HeartbeatProcess, HeartbeatThread, fast
+from tests.support import poll, run_cli
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings

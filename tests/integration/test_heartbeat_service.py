@@ -18,7 +18,7 @@ import redis
 
 from tests.conftest import PostgresHandle, execute
 from tests.integration.stack_helpers import HeartbeatProcess, HeartbeatThread, fast
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract, health, outbox
 from tickstockpl.settings import Settings
 

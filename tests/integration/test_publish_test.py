@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import CONSUMER_DB, INIT_DB, PostgresHandle, execute
+from tests.support import run_python
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings
@@ -30,26 +29,13 @@ FROM integration_events WHERE checkpoint = 'PATTERN_PUBLISHED' ORDER BY id
 
 
 def run_cli(settings: Settings, *args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings.to_env()}
+    """publish-test, through the CLI or through the integration document's script path."""
     command = (
-        [sys.executable, str(ROOT / "scripts" / "test_pattern_event.py")]
+        [str(ROOT / "scripts" / "test_pattern_event.py")]
         if script
-        else [
-            sys.executable,
-            "-m",
-            "tickstockpl.cli",
-            "publish-test",
-        ]
+        else ["-m", "tickstockpl.cli", "publish-test"]
     )
-    return subprocess.run(
-        [*command, *args],
-        env=env,
-        cwd=ROOT / "tests",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_python(settings, *command, *args)
 
 
 class AuditCheckingSubscriber:

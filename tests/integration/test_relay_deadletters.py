@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,13 +12,13 @@ import redis
 from services import relay
 from tests.conftest import CONSUMER_DB, PostgresHandle, execute
 from tests.integration.test_relay_support import (
-    ROOT,
     Subscriber,
     audit_rows,
     dead_letters,
     flow_ids,
     make_events,
 )
+from tests.support import run_cli
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.local_servers import free_port
@@ -28,15 +26,7 @@ from tickstockpl.settings import Settings
 
 
 def deadletters_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tickstockpl.cli", "deadletters", *args],
-        env={**os.environ, **settings.to_env()},
-        cwd=ROOT / "tests",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(settings, "deadletters", *args)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tests.integration.test_relay_support import (
     stats,
     stream_flow_ids,
 )
-from tests.polling import poll
+from tests.support import poll
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.local_servers import free_port

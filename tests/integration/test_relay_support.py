@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from tests.conftest import execute
-from tests.polling import poll
+from tests.support import poll, run_python
 from tickstockpl import contract, outbox
 from tickstockpl.settings import Settings
 
@@ -107,16 +107,8 @@ def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
 def run_relay(
     settings: Settings, *args: str, timeout_s: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m services.relay ...` to completion (cwd tests/, so no .env is read)."""
-    return subprocess.run(
-        [sys.executable, "-m", "services.relay", *args],
-        env=relay_env(settings, **env),
-        cwd=ROOT / "tests",
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    """`python -m services.relay ...` to completion."""
+    return run_python(settings, "-m", "services.relay", *args, timeout_s=timeout_s, **env)
 
 
 class RelayProcess:
