@@ -132,8 +132,7 @@ class StackCollector(Collector):
         self._redis = redis_client(settings, timeout_s=SCRAPE_TIMEOUT_S)
         self._pg: psycopg2.extensions.connection | None = None
         self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
-        self._redis_was_up: bool | None = None
-        self._pg_was_up: bool | None = None
+        self._was_up: dict[str, bool] = {}  # per store, for logging each change once
 
     def describe(self) -> Iterable[Metric]:
         return []  # nothing known before the first scrape; keeps registration free of I/O
@@ -224,13 +223,12 @@ class StackCollector(Collector):
 
     def _log_change(self, what: str, up: bool, error: object) -> None:
         """Log each store's state change once, not on every scrape."""
-        attribute = "_redis_was_up" if what == "Redis" else "_pg_was_up"
-        if getattr(self, attribute) is not up:
+        if self._was_up.get(what) is not up:
             if up:
                 log.info("%s reachable", what)
             else:
                 log.warning("%s unreachable: %s", what, str(error).strip().splitlines()[0] if error else "")
-            setattr(self, attribute, up)
+            self._was_up[what] = up
 
     def close(self) -> None:
         self._close_pg()

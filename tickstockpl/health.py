@@ -182,12 +182,6 @@ class StackStats:
         seen = [t for t in (self.last_bar_time, self.last_pattern_time) if t is not None]
         return max(0.0, now - max(seen)) if seen else None
 
-    def counter(self, name: str) -> int:
-        try:
-            return int(self.fields.get(name, "0"))
-        except ValueError:
-            return 0
-
 
 def parse_stats(raw: Mapping[Any, Any]) -> StackStats:
     """StackStats from an HGETALL reply (bytes or text); unparseable fields read as absent."""

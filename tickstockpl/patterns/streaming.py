@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -237,16 +237,6 @@ class StreamingEngine:
             seen.add(key)
         signals.extend(self._process_chunk(chunk, columns if len(chunk) == len(batch) else None))
         return signals
-
-    def reject(self, reason: str, count: int = 1) -> None:
-        """Count a bar a source could not even parse (missing field), alongside the engine's own."""
-        self.rejected[reason] += count
-
-    def snapshot(self) -> Mapping[str, int]:
-        """Counters in the stats-hash layout: bars_received, bars_rejected:<reason>."""
-        stats = {"bars_received": self.accepted + sum(self.rejected.values())}
-        stats.update({f"bars_rejected:{reason}": n for reason, n in self.rejected.items()})
-        return stats
 
     def _row(self, key: tuple[str, int]) -> int:
         row = self._rows.get(key)

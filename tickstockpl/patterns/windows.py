@@ -63,12 +63,6 @@ def slice_rows(win: Windows, start: int, stop: int) -> Windows:
     )
 
 
-def mean_volume(win: Windows, bars: int, offset: int = 1) -> FloatArray:
-    """Mean volume of the `bars` bars that end `offset` bars before the last column (NaN if unknown)."""
-    end = win.width - offset
-    return win.volume[:, end - bars : end].mean(axis=1)
-
-
 def average_range(win: Windows, bars: int, offset: int = 1) -> FloatArray:
     """Mean high-low range of `bars` bars ending `offset` bars before the last column: the yardstick
     that makes tolerances and breakout sizes comparable across a $5 stock and a $900 one."""
