@@ -1,14 +1,19 @@
 """The relay: outbox → PATTERN_PUBLISHED row → PUBLISH + replay stream → ack.
 
 At-least-once delivery with an effectively-once audit trail: a record leaves the processing list
-only after its audit row is committed (or queued in the backlog) and its event is published, in
-one MULTI with its dead letters and counters. Whatever a crash interrupts is processed again, and
+only after its audit row is on disk (or queued in the backlog) and its event is published, in one
+script call with its dead letters and counters. Whatever a crash interrupts is processed again, and
 the audit write skips flows that already have their row, so a repeat publishes the same flow_id
 again but never writes a second row. See docs/relay.md.
 
 Throughput: the audit of batch k+1 runs on a worker thread (psycopg2 releases the GIL while
 PostgreSQL works) while the main thread publishes and acks batch k. The rows of a batch are still
 committed before any of its events are published.
+
+Latency: the audit commit does not wait for its fsync, which on a shared disk sometimes queues for
+tens of milliseconds behind other writes. The rows are committed (visible) before the publish as
+always; the ack waits instead, until a flush on a second connection has put the commit on disk, so
+a database crash in between leaves the records in the processing list to be written again.
 
     python -m services.relay [--burst]
 """
@@ -25,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +41,7 @@ import redis
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
-from tickstockpl.errors import AuditConfigError, RedisUnavailable, TickStockPLError
+from tickstockpl.errors import AuditConfigError, PostgresUnavailable, RedisUnavailable, TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish
@@ -46,6 +51,10 @@ from tickstockpl.stores import redis_client
 log = logging.getLogger("tickstockpl.relay")
 
 BLOCK_S = 0.5  # how long an idle relay waits on BLMOVE before it checks the stop flag again
+# While published batches wait for their audit rows to reach disk, the relay flushes PostgreSQL's
+# WAL at most this often (one fsync covers every commit before it), and waits at most this long
+# for new records before it looks at the flush again.
+WAL_FLUSH_EVERY_S = 0.005
 # Histograms in KEY_STATS, read by the exporter: cumulative `<prefix>:<le seconds>` counters
 # (Prometheus style) plus `<prefix>:+Inf` and a sum. `latency_bucket` is enqueue→publish per event
 # (publish time minus the envelope timestamp); `batch_bucket` is take→finish per batch.
@@ -87,6 +96,17 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Unacked:
+    """A published batch whose ack waits for its audit rows to reach disk (`commit_lsn`; 0: none)."""
+
+    done: outbox.Finish
+    items: list[Outgoing]  # what was published: the rows to defer if their flush is never confirmed
+    published_at: float
+    commit_lsn: int
+    fresh: bool
+
+
 class Relay:
     """The relay's state between steps; `loop()` drives it. One instance per process."""
 
@@ -104,6 +124,13 @@ class Relay:
         self.next_sweep = time.monotonic() + settings.relay_stale_after_s / 2
         self.first_seen: dict[bytes, float] = {}
         self.inflight: Batch | None = None
+        self.unacked: deque[Unacked] = deque()  # published, oldest first; acked in order
+        # WAL flushes on their own connection and thread: an fsync never delays an audit write.
+        self.flush_log = AuditLog(settings)
+        self.flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-flush")
+        self.flushing: Future[int] | None = None
+        self.next_flush = 0.0
+        self.flushed_lsn = 0  # how much of PostgreSQL's WAL is known to be on disk
         self.written: set[str] = set()  # histogram buckets this relay has written (see _observe)
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -142,19 +169,29 @@ class Relay:
         if backlog_due:
             self._flush()
             self._drain_backlog()
+        self._confirm_flush()
+        if self._unacked_records() >= self.settings.relay_max_unacked:
+            self._flush()  # the disk is behind: stop taking until it catches up
         had_inflight = self.inflight is not None
-        block_s = 0.0 if (had_inflight or burst) else BLOCK_S
+        if had_inflight:
+            block_s = 0.0  # a batch waits to be completed: take only what is there
+        elif self.unacked:
+            block_s = WAL_FLUSH_EVERY_S  # short, to ack them as soon as their rows are on disk
+        else:
+            block_s = 0.0 if burst else BLOCK_S
         raw = outbox.take(self.client, self.settings.relay_batch_size, block_s=block_s)
         new = self._start(raw, fresh=True) if raw else None
         if self.inflight is not None:
             self._complete(self.inflight)
         self.inflight = new
         backlog_waits = self.backlog_pending and self.pg_down is None and self.audit.enabled
-        return not raw and not had_inflight and not backlog_waits
+        return not raw and not had_inflight and not backlog_waits and not self.unacked
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.flusher.shutdown(wait=True)
         self.audit.close()
+        self.flush_log.close()
         self.client.close()
 
     # --- one batch --------------------------------------------------------------------------------
@@ -181,11 +218,12 @@ class Relay:
             isolate_poison=True,
             defer_on_failure=True,
             known_down=known_down,
+            durable=False,  # the ack waits for the flush instead of the publish (see _ack_durable)
         )
         return Batch(raw, items, done, fresh, known_down is None, future)
 
     def _complete(self, batch: Batch) -> None:
-        """Wait for the batch's audit rows, publish what may go, then ack it all in one MULTI."""
+        """Wait for the batch's audit rows, publish what may go, then ack it once they are on disk."""
         outcome = batch.future.result()
         if batch.fresh:
             self._crash_point("after_audit")
@@ -215,9 +253,56 @@ class Relay:
         if not batch.fresh:
             done.count("recovered", len(batch.raw))
         _observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started], self.written)
-        if batch.fresh:
-            self._crash_point("before_ack")
-        outbox.finish(self.client, done)
+        commit_lsn = outcome.commit_lsn if outcome.deferred is None else 0
+        self.unacked.append(Unacked(done, outcome.publishable, published_at, commit_lsn, batch.fresh))
+        self._ack_durable()
+
+    def _ack_durable(self) -> None:
+        """Ack published batches, oldest first, whose audit rows PostgreSQL has flushed to disk."""
+        while self.unacked and self.unacked[0].commit_lsn <= self.flushed_lsn:
+            batch = self.unacked.popleft()
+            if batch.fresh:
+                self._crash_point("before_ack")
+            outbox.finish(self.client, batch.done)
+
+    def _confirm_flush(self) -> None:
+        """Collect a finished WAL flush and ack what it covers; start the next one when due."""
+        if self.flushing is not None:
+            if not self.flushing.done():
+                return
+            flush, self.flushing = self.flushing, None
+            try:
+                self.flushed_lsn = max(self.flushed_lsn, flush.result())
+            except (PostgresUnavailable, AuditConfigError) as exc:
+                failed = outbox.Finish(contract.KEY_PROCESSING, [])
+                self._pg_failed(exc, failed)  # moves the waiting batches' rows to the backlog
+                outbox.finish(self.client, failed)
+            self._ack_durable()
+        waiting = any(batch.commit_lsn > self.flushed_lsn for batch in self.unacked)
+        if waiting and time.monotonic() >= self.next_flush:
+            self.next_flush = time.monotonic() + WAL_FLUSH_EVERY_S
+            self.flushing = self.flusher.submit(self.flush_log.flush_wal)
+
+    def _unacked_records(self) -> int:
+        return sum(len(batch.done.batch) for batch in self.unacked)
+
+    def _defer_unacked(self, error: TickStockPLError) -> None:
+        """PostgreSQL failed while rows awaited their flush: whether they reached disk is unknown.
+
+        Their batches were published, so their rows go to the backlog, to be written (or found
+        already there) when PostgreSQL is back, and the batches can be acked.
+        """
+        for batch in self.unacked:
+            if batch.commit_lsn <= self.flushed_lsn:
+                continue
+            reason = f"audit row not confirmed on disk: {error}"
+            batch.done.backlog += [
+                outbox.backlog_entry(item.payload, published_at=batch.published_at, reason=reason)
+                for item in batch.items
+            ]
+            batch.done.count("audit_deferred", len(batch.items))
+            batch.commit_lsn = 0
+            self.backlog_pending = True
 
     def _count_published(
         self, done: outbox.Finish, items: Sequence[Outgoing], subscribers: Sequence[int], published_at: float
@@ -331,6 +416,7 @@ class Relay:
         self.pg_down = error
         self.pg_retry_at = time.monotonic() + self.pg_backoff.failed(error)
         done.count("audit_failures")
+        self._defer_unacked(error)
 
     def _pg_ok(self) -> None:
         if self.pg_down is not None:
@@ -341,16 +427,26 @@ class Relay:
     # --- in-flight bookkeeping --------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Complete the batch in flight, so that nothing of ours is half done."""
+        """Complete the batch in flight and ack every published one, so that nothing of ours is half done."""
         if self.inflight is not None:
             batch, self.inflight = self.inflight, None
             self._complete(batch)
+        while self.unacked:
+            self._confirm_flush()
+            if self.flushing is not None:
+                self.flushing.exception()  # wait for it; _confirm_flush collects it next turn
+            elif self.unacked:
+                time.sleep(max(0.0, self.next_flush - time.monotonic()))
 
     def _abandon_inflight(self) -> None:
-        """After a Redis error: forget the batch (it stays in the processing list for recovery)."""
+        """After a Redis error: forget what is in flight (it stays in the processing list for recovery)."""
         if self.inflight is not None:
             batch, self.inflight = self.inflight, None
             batch.future.exception()  # let the worker finish with the connection first
+        if self.flushing is not None:
+            self.flushing.exception()
+            self.flushing = None
+        self.unacked.clear()
 
     def _finish_inflight(self) -> str:
         try:

@@ -60,6 +60,18 @@ FROM batch t
 WHERE t.flow_id NOT IN (SELECT flow_id FROM existing)
 """
 _AUDIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))"
+# A write that does not wait for its WAL flush (see AuditLog.log_published, `durable`). SET LOCAL
+# lasts to the end of the query string's implicit transaction.
+_NOT_DURABLE_SQL = "SET LOCAL synchronous_commit TO off"
+# Where the WAL ends now, as a byte offset: read after a commit, it is past the commit record.
+_WAL_END_SQL = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
+# Flush the WAL up to now, without a table: a transactional logical message gives the transaction
+# an xid and a WAL record, so its synchronous commit waits for the flush of everything before it.
+# Any role may call it; logical decoding, if the database runs any, sees a 'tickstockpl' message.
+_FLUSH_WAL_SQL = (
+    "SET LOCAL synchronous_commit TO on;"
+    " SELECT pg_logical_emit_message(true, 'tickstockpl', 'flush') - '0/0'::pg_lsn"
+)
 _LOG_ROW_SQL = (
     "SELECT log_integration_event(%s::uuid, %s, %s, %s, %s, NULL, NULL, NULL::numeric, NULL, %s::jsonb)"
 )
@@ -153,11 +165,16 @@ class AuditLog:
         *,
         skip_existing: bool = False,
         extra_details: Sequence[Mapping[str, Any]] | None = None,
+        durable: bool = True,
     ) -> list[str]:
         """Write one PATTERN_PUBLISHED row per event in one round trip; return the flow_ids written.
 
         With `skip_existing`, flows that already have their row are left alone (recovery after a
-        crash, deferred rows). `extra_details[i]` is merged into event i's details.
+        crash, deferred rows). `extra_details[i]` is merged into event i's details. With
+        `durable=False` the commit returns without waiting for its WAL flush (an fsync, which
+        queues behind every other write on the disk): the rows are visible at once, but safe from
+        a database crash only once `flush_wal()` (or PostgreSQL's own WAL writer) has passed the
+        `wal_end()` read after this call. The relay acks on that; docs/relay.md.
         """
         if not self.enabled or not events:
             return []
@@ -182,6 +199,8 @@ class AuditLog:
         # Two statements in one query string share one implicit transaction (the lock is held to its
         # end) and each gets its own snapshot, so the check sees rows committed before the lock.
         sql = f"{_AUDIT_LOCK_SQL};\n{_LOG_NEW_SQL}" if skip_existing else _LOG_PUBLISHED_SQL
+        if not durable:
+            sql = f"{_NOT_DURABLE_SQL};\n{sql}"
         with self._transaction() as cursor:
             cursor.execute(sql, params)
             return [str(row[0]) for row in cursor.fetchall()]
@@ -192,6 +211,7 @@ class AuditLog:
         *,
         skip_existing: bool = False,
         extra_details: Sequence[Mapping[str, Any]] | None = None,
+        durable: bool = True,
     ) -> tuple[list[str], list[tuple[int, AuditDataError]]]:
         """`log_published`, but one row PostgreSQL rejects for its data does not sink its batch.
 
@@ -210,7 +230,7 @@ class AuditLog:
             extra = extra_details[start:stop] if extra_details is not None else None
             try:
                 written += self.log_published(
-                    events[start:stop], skip_existing=skip_existing, extra_details=extra
+                    events[start:stop], skip_existing=skip_existing, extra_details=extra, durable=durable
                 )
             except AuditDataError as exc:
                 if stop - start == 1 and exc.sqlstate == _UNIQUE_VIOLATION:
@@ -222,6 +242,22 @@ class AuditLog:
                 middle = (start + stop) // 2
                 pending += [(middle, stop), (start, middle)]
         return written, sorted(rejected, key=lambda item: item[0])
+
+    def wal_end(self) -> int:
+        """Where PostgreSQL's WAL ends now (a byte offset); read after a commit, it covers it."""
+        return self._wal_offset(_WAL_END_SQL)
+
+    def flush_wal(self) -> int:
+        """Flush the WAL to disk up to now; return an offset that is on disk (at least)."""
+        return self._wal_offset(_FLUSH_WAL_SQL)
+
+    def _wal_offset(self, sql: str) -> int:
+        with self._transaction() as cursor:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        if row is None:  # a SELECT without FROM always has its row; say so if it ever does not
+            raise PostgresUnavailable("no reply to a WAL position query")
+        return int(row[0])
 
     def log_producer_row(
         self, checkpoint: str, details: Mapping[str, Any], *, event_type: str = contract.EVENT_HEARTBEAT

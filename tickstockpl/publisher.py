@@ -89,6 +89,9 @@ class AuditOutcome:
     # Set when the rows were not written (database down or misconfigured) and the caller chose to
     # publish anyway: the rows go to a retry backlog.
     deferred: TickStockPLError | None = None
+    # With durable=False: where the WAL ended after the commit. The rows are safe from a database
+    # crash once PostgreSQL has flushed this far (AuditLog.flush_wal); 0: nothing to wait for.
+    commit_lsn: int = 0
 
 
 def audit_batch(
@@ -100,24 +103,30 @@ def audit_batch(
     isolate_poison: bool = False,
     defer_on_failure: bool = False,
     known_down: TickStockPLError | None = None,
+    durable: bool = True,
 ) -> AuditOutcome:
     """Commit the batch's PATTERN_PUBLISHED rows; say what may be published.
 
     By default every audit error propagates, so nothing is published (publish-test). The relay
     asks for `isolate_poison` (rows refused for their data are split off, the rest is written) and
     `defer_on_failure` (an unavailable or misconfigured database does not stop publishing);
-    `known_down` skips the attempt while the database is in backoff.
+    `known_down` skips the attempt while the database is in backoff. With `durable=False` the
+    commit does not wait for the disk and the outcome carries the WAL position to wait for.
     """
     events = [item.event for item in batch]
     if known_down is not None:
         return AuditOutcome(list(batch), deferred=known_down)
+    bad: list[tuple[int, AuditDataError]] = []
     try:
-        if not isolate_poison:
-            audit.log_published(events, skip_existing=skip_existing, extra_details=extra_details)
-            return AuditOutcome(list(batch))
-        _, bad = audit.log_published_isolating(
-            events, skip_existing=skip_existing, extra_details=extra_details
-        )
+        if isolate_poison:
+            _, bad = audit.log_published_isolating(
+                events, skip_existing=skip_existing, extra_details=extra_details, durable=durable
+            )
+        else:
+            audit.log_published(
+                events, skip_existing=skip_existing, extra_details=extra_details, durable=durable
+            )
+        commit_lsn = audit.wal_end() if not durable and events and audit.enabled else 0
     except (PostgresUnavailable, AuditConfigError) as exc:
         if not defer_on_failure:
             raise
@@ -126,6 +135,7 @@ def audit_batch(
     return AuditOutcome(
         [item for index, item in enumerate(batch) if index not in bad_index],
         [(batch[index], error) for index, error in bad],
+        commit_lsn=commit_lsn,
     )
 
 

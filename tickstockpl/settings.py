@@ -101,6 +101,8 @@ class Settings:
     # Relay.
     relay_batch_size: int = _setting("TICKSTOCKPL_RELAY_BATCH", 1000, _positive(int))
     relay_stale_after_s: float = _setting("TICKSTOCKPL_RELAY_STALE_AFTER", 30.0, _positive(float))
+    # Published records whose audit rows still wait for the disk; at this many the relay stops taking.
+    relay_max_unacked: int = _setting("TICKSTOCKPL_RELAY_MAX_UNACKED", 10_000, _positive(int))
     replay_stream_maxlen: int = _setting("TICKSTOCKPL_REPLAY_MAXLEN", 100_000, _positive(int))
     relay_crash_at: str = _setting(
         "TICKSTOCKPL_CRASH_AT", "", _choice("", "after_move", "after_audit", "after_publish", "before_ack")

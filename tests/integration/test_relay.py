@@ -34,6 +34,7 @@ from tests.integration.test_relay_support import (
 from tests.support import poll
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
+from tickstockpl.errors import PostgresUnavailable
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.lifecycle import RET_KILLED
 from tickstockpl.settings import Settings
@@ -116,6 +117,86 @@ def test_rows_are_committed_before_the_publish(
         pubsub.close()
         conn.close()
     assert found == [1] * len(events)
+
+
+@pytest.fixture
+def stepped_relay(consumer_settings: Settings) -> Iterator[relay.Relay]:
+    """A relay driven one `step` at a time, in this process."""
+    instance = relay.Relay(consumer_settings)
+    yield instance
+    instance.close()
+
+
+def _step_until(instance: relay.Relay, condition: Callable[[], bool], what: str) -> None:
+    def stepped() -> bool:
+        instance.step(burst=True)
+        return condition()
+
+    poll(stepped, 10, what)
+
+
+def test_the_ack_waits_until_the_audit_rows_are_on_disk(
+    stepped_relay: relay.Relay,
+    consumer_settings: Settings,
+    redis_client: redis.Redis,
+    subscriber: Subscriber,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows committed and events published at once; the records leave the processing list only
+    once a WAL flush covers the rows' commit (here held back, as a disk that has not caught up)."""
+    events = make_events(12)
+    expected = flow_ids(events)
+    outbox.enqueue(redis_client, events)
+    flush_wal = stepped_relay.flush_log.flush_wal
+    disk_caught_up = threading.Event()
+    monkeypatch.setattr(
+        stepped_relay.flush_log, "flush_wal", lambda: flush_wal() if disk_caught_up.is_set() else 0
+    )
+    _step_until(stepped_relay, lambda: expected <= set(subscriber.counts()), "all published")
+    assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
+    for _ in range(5):
+        stepped_relay.step(burst=True)
+    assert len(outbox.processing(redis_client)) == len(events)  # published, not yet acked
+    assert "patterns_published" not in stats(redis_client)  # counted with the ack
+
+    disk_caught_up.set()
+    _step_until(stepped_relay, lambda: queues_empty(redis_client), "acked after the flush")
+    assert stats(redis_client)["patterns_published"] == str(len(events))
+    assert sum(subscriber.counts().values()) == len(events)  # no second publish
+
+
+def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
+    stepped_relay: relay.Relay,
+    consumer_settings: Settings,
+    redis_client: redis.Redis,
+    subscriber: Subscriber,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL fails while published rows wait for the disk: whether they got there is unknown,
+    so they go to the backlog with the batch acked; the backlog write then finds them, or writes
+    the ones a crash lost, one row per flow either way."""
+    events = make_events(8)
+    expected = flow_ids(events)
+    outbox.enqueue(redis_client, events)
+    flush_wal = stepped_relay.flush_log.flush_wal
+    failures = iter([PostgresUnavailable("server closed the connection unexpectedly")])
+
+    def flaky_flush() -> int:
+        for failure in failures:
+            raise failure
+        return flush_wal()
+
+    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", flaky_flush)
+    _step_until(stepped_relay, lambda: queues_empty(redis_client), "acked into the backlog")
+    counters = stats(redis_client)
+    assert counters["audit_deferred"] == str(len(events))
+    assert counters["audit_failures"] == "1"
+    assert expected <= set(subscriber.counts())
+    _step_until(
+        stepped_relay, lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0, "backlog written"
+    )
+    assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
+    assert "audit_backlog_written" in stats(redis_client)
 
 
 def test_zero_subscribers_is_counted_not_failed(settings: Settings, redis_client: redis.Redis) -> None:

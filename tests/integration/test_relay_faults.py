@@ -59,11 +59,12 @@ def test_kill_9_at_each_crash_point_loses_nothing_and_writes_one_row_per_flow(
 
     Crash points fire on fresh batches only, so every run first recovers what the previous kill
     left in the processing list (the recovery path completes), then takes new records and dies.
-    A run takes at most two fresh batches (one in flight while the next is audited) before dying.
+    A run takes at most two fresh batches (one in flight while the next is audited) before dying:
+    with at most one batch allowed to wait for its audit flush, the relay stops taking until then.
     """
     events = make_events(CRASHES * BATCH * 2 + 15)
     outbox.enqueue(redis_client, events)
-    settings = consumer_settings.replace(relay_batch_size=BATCH)
+    settings = consumer_settings.replace(relay_batch_size=BATCH, relay_max_unacked=BATCH)
     for run in range(CRASHES):
         result = run_relay(settings, "--burst", TICKSTOCKPL_CRASH_AT=point)
         assert result.returncode == -signal.SIGKILL, f"run {run}: {result.stdout}{result.stderr}"

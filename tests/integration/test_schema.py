@@ -76,6 +76,23 @@ def test_least_privilege_role_can_log_but_not_read(producer_role_settings: Setti
     audit.close()
 
 
+def test_least_privilege_role_can_write_without_waiting_for_the_disk_then_flush(
+    producer_role_settings: Settings,
+) -> None:
+    """The relay's path: a commit that does not wait for its fsync, then a flush that covers it."""
+    audit = AuditLog(producer_role_settings)
+    try:
+        event = _event()
+        assert audit.log_published([event], durable=False) == [event["data"]["flow_id"]]
+        commit_end = audit.wal_end()
+        flushed = audit.flush_wal()
+        assert commit_end > 0
+        assert flushed >= commit_end
+        assert audit.flush_wal() > flushed  # each flush writes its own record: it is real, not a read
+    finally:
+        audit.close()
+
+
 def test_missing_sequence_grant_is_a_config_error(
     postgres_server: PostgresHandle, fresh_database: Callable[[str], str], settings: Settings
 ) -> None:
