@@ -25,13 +25,13 @@ import redis
 from tickstockpl import contract, outbox
 from tickstockpl.backoff import Backoff
 from tickstockpl.contract import ContractError
-from tickstockpl.errors import TickStockPLError
+from tickstockpl.errors import RedisConfigError, RedisUnavailable, TickStockPLError
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import install_stop_handlers, service_main
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
 from tickstockpl.settings import Settings
 from tickstockpl.sources import BarSource, build_source
-from tickstockpl.stores import redis_client
+from tickstockpl.stores import redis_client, redis_errors
 
 log = logging.getLogger("tickstockpl.detector")
 
@@ -248,6 +248,15 @@ def run(
     except (OSError, ValueError) as exc:
         log.error("cannot open the %s source: %s", settings.source, exc)
         return RET_CONFIG
+    try:
+        with redis_errors("checking Redis at start"):
+            detector.buffer.client.ping()
+    except RedisConfigError as exc:  # a wrong password or ACL: restarting will not help
+        log.error("detector cannot use Redis at %s: %s", settings.redis_target, exc)
+        detector.source.close()
+        return RET_CONFIG
+    except RedisUnavailable:
+        pass  # down for now: the flusher buffers the events and backs off until Redis answers
     log.info(
         "detector starting: source=%s, %d patterns, publishing confidence >= %.2f, redis %s",
         settings.source,

@@ -34,6 +34,7 @@ from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLErro
 from tickstockpl.exitcodes import RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
+from tickstockpl.stores import redis_errors
 
 log = logging.getLogger("tickstockpl.heartbeat")
 
@@ -78,7 +79,7 @@ class Heartbeat:
                 self._join_or_begin_run()
             now = time.time()
             value = repr(now)
-            with health.redis_errors("SET heartbeat"):
+            with redis_errors("SET heartbeat"):
                 pipe = self.client.pipeline(transaction=True)
                 pipe.set(contract.KEY_HEARTBEAT, value, ex=self.settings.heartbeat_ttl_s)
                 pipe.set(contract.KEY_HEARTBEAT_ALIAS, value, ex=self.settings.heartbeat_ttl_s)
@@ -93,7 +94,7 @@ class Heartbeat:
 
     def _join_or_begin_run(self) -> None:
         """No live heartbeat key: a new stack run starting now (when this process started)."""
-        with health.redis_errors("joining the stack run"):
+        with redis_errors("joining the stack run"):
             alive = self.client.exists(contract.KEY_HEARTBEAT)
             if alive:
                 self.client.hsetnx(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.process_started))
@@ -230,7 +231,7 @@ class Heartbeat:
         event["changed"] = changed
         payload = json.dumps(event, allow_nan=False, separators=(",", ":"))
         try:
-            with health.redis_errors("PUBLISH health"):
+            with redis_errors("PUBLISH health"):
                 pipe = self.client.pipeline(transaction=True)
                 pipe.publish(contract.CHANNEL_HEALTH, payload)
                 pipe.set(contract.KEY_HEALTH, payload, ex=self.settings.heartbeat_ttl_s)
@@ -249,7 +250,7 @@ class Heartbeat:
         """On a requested stop, remove the heartbeat at once (as arq does) and mark the run stopped."""
         if clean_stop:
             try:
-                with health.redis_errors("removing the heartbeat"):
+                with redis_errors("removing the heartbeat"):
                     pipe = self.client.pipeline(transaction=True)
                     pipe.delete(contract.KEY_HEARTBEAT, contract.KEY_HEARTBEAT_ALIAS, contract.KEY_HEALTH)
                     pipe.hset(contract.KEY_STATS, contract.STAT_STOPPED_AT, repr(time.time()))

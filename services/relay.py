@@ -41,8 +41,14 @@ import redis
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
-from tickstockpl.errors import AuditConfigError, PostgresUnavailable, RedisUnavailable, TickStockPLError
-from tickstockpl.exitcodes import RET_FAILED, RET_OK
+from tickstockpl.errors import (
+    AuditConfigError,
+    PostgresUnavailable,
+    RedisConfigError,
+    RedisUnavailable,
+    TickStockPLError,
+)
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish
 from tickstockpl.settings import Settings
@@ -500,6 +506,9 @@ def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool 
     code = RET_OK
     try:
         reason = relay.loop(stop, burst)
+    except RedisConfigError as exc:  # a wrong password or ACL: restarting will not help, an operator must act
+        log.error("relay cannot use Redis at %s: %s", settings.redis_target, exc)
+        reason, code = f"Redis refused us: {exc}", RET_CONFIG
     except Exception as exc:  # a bug: say so, leave the records for recovery, let supervisord restart us
         log.exception("relay failed")
         reason, code = f"unexpected error: {exc!r}", RET_FAILED

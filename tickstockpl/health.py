@@ -22,9 +22,9 @@ import redis
 
 from tickstockpl import contract
 from tickstockpl.audit import classify
-from tickstockpl.errors import AuditConfigError, RedisConfigError, RedisUnavailable
+from tickstockpl.errors import AuditConfigError, RedisConfigError
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_client
+from tickstockpl.stores import redis_client, redis_errors
 
 # Overall status, as the consumer's own fixtures spell it (§2.5).
 HEALTHY: Final = "healthy"
@@ -55,21 +55,6 @@ FLOW_VIEW: Final = "pattern_flow_analysis"
 def checking_client(settings: Settings, *, timeout_s: float = 3.0) -> redis.Redis:
     """A client with a health check's shorter timeout (it fails at once, as every client of ours does)."""
     return redis_client(settings, timeout_s=timeout_s)
-
-
-@contextmanager
-def redis_errors(what: str) -> Iterator[None]:
-    """Wrap redis-py errors: refused credentials are RedisConfigError, the rest RedisUnavailable."""
-    try:
-        yield
-    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-        raise RedisConfigError(f"{what}: {exc}") from None
-    except redis.ResponseError as exc:
-        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-            raise RedisConfigError(f"{what}: {exc}") from None
-        raise RedisUnavailable(f"{what}: {exc}") from None
-    except redis.RedisError as exc:
-        raise RedisUnavailable(f"{what}: {exc}") from None
 
 
 def ping_redis(client: redis.Redis) -> float:

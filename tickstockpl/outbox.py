@@ -25,14 +25,14 @@ import orjson
 import redis
 
 from tickstockpl import contract
-from tickstockpl.errors import RedisUnavailable
+from tickstockpl.stores import redis_errors
 
 
 def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
     """Validate and push pattern events onto the outbox in one round trip; return how many.
 
     Also counts them in the stack-wide stats hash (patterns_detected, last_pattern_time), which the
-    heartbeat reports. Raises ContractError (nothing is pushed) or RedisUnavailable.
+    heartbeat reports. Raises ContractError (nothing is pushed), RedisUnavailable or RedisConfigError.
     """
     payloads = [contract.encode(contract.validate_pattern_event(dict(event))) for event in events]
     if not payloads:
@@ -41,10 +41,8 @@ def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
     pipe.lpush(contract.KEY_OUTBOX, *payloads)
     pipe.hincrby(contract.KEY_STATS, "patterns_detected", len(payloads))
     pipe.hset(contract.KEY_STATS, "last_pattern_time", repr(time.time()))
-    try:
+    with redis_errors(f"cannot enqueue {len(payloads)} pattern(s)"):
         pipe.execute()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise RedisUnavailable(f"cannot enqueue {len(payloads)} pattern(s): {exc}") from None
     return len(payloads)
 
 
@@ -304,15 +302,6 @@ def _as_bytes(item: bytes | str) -> bytes:
     return item if isinstance(item, bytes) else item.encode("utf-8")
 
 
-@contextmanager
-def _redis_errors(what: str) -> Iterator[None]:
-    """Every Redis failure becomes RedisUnavailable: the relay backs off and recovers from the lists."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise RedisUnavailable(f"{what}: {exc}") from None
-
-
 def take(client: redis.Redis, max_count: int, *, block_s: float = 0.0) -> list[bytes]:
     """Atomically move up to `max_count` records from the outbox into the processing list.
 
@@ -321,7 +310,7 @@ def take(client: redis.Redis, max_count: int, *, block_s: float = 0.0) -> list[b
     trip), takes whatever else is there once BLMOVE returns.
     """
     keys = (contract.KEY_OUTBOX, contract.KEY_PROCESSING)
-    with _redis_errors("cannot take from the outbox"), _connection(client) as conn:
+    with redis_errors("cannot take from the outbox"), _connection(client) as conn:
         if block_s <= 0:
             return [_as_bytes(item) for item in _evalsha(conn, MOVE_SCRIPT, keys, (max_count,))]
         blmove = ("BLMOVE", *keys, "RIGHT", "LEFT", block_s)
@@ -342,18 +331,18 @@ def take(client: redis.Redis, max_count: int, *, block_s: float = 0.0) -> list[b
 
 def processing(client: redis.Redis) -> list[bytes]:
     """Every record in the processing list, oldest first (what a crashed relay left behind)."""
-    with _redis_errors("cannot read the processing list"):
+    with redis_errors("cannot read the processing list"):
         return [_as_bytes(item) for item in reversed(client.lrange(contract.KEY_PROCESSING, 0, -1))]
 
 
 def oldest(client: redis.Redis, key: str, max_count: int) -> list[bytes]:
     """Up to `max_count` entries from the old end of a newest-first list, oldest first (a peek)."""
-    with _redis_errors(f"cannot read {key}"):
+    with redis_errors(f"cannot read {key}"):
         return [_as_bytes(item) for item in reversed(client.lrange(key, -max_count, -1))]
 
 
 def length(client: redis.Redis, key: str) -> int:
-    with _redis_errors(f"cannot read {key}"):
+    with redis_errors(f"cannot read {key}"):
         return int(client.llen(key))
 
 
@@ -388,7 +377,7 @@ def finish(client: redis.Redis, done: Finish) -> None:
     counts += [len(done.counters), len(done.floats), len(done.values)]
     args = [*counts, *done.batch, *done.dead_letters, *done.backlog, *pairs]
     keys = [done.source, contract.KEY_DEAD_LETTERS, contract.KEY_AUDIT_BACKLOG, contract.KEY_STATS]
-    with _redis_errors(f"cannot finish a batch of {len(done.batch)}"):
+    with redis_errors(f"cannot finish a batch of {len(done.batch)}"):
         run_script(client, FINISH_SCRIPT, keys, args)
 
 
@@ -485,7 +474,7 @@ def _parse_dead_letter(raw: bytes) -> DeadLetter:
 
 def dead_letters(client: redis.Redis, limit: int = 0) -> list[DeadLetter]:
     """The dead letters, newest first (all of them when `limit` is 0)."""
-    with _redis_errors("cannot read the dead letters"):
+    with redis_errors("cannot read the dead letters"):
         raws = client.lrange(contract.KEY_DEAD_LETTERS, 0, limit - 1 if limit > 0 else -1)
     return [_parse_dead_letter(_as_bytes(raw)) for raw in raws]
 
@@ -499,7 +488,7 @@ def requeue_dead_letter(client: redis.Redis, letter_id: str) -> DeadLetter | Non
     for letter in dead_letters(client):
         if letter.id == letter_id:
             script = client.register_script(_REQUEUE_LUA)
-            with _redis_errors("cannot requeue"):
+            with redis_errors("cannot requeue"):
                 moved = script(
                     keys=[contract.KEY_DEAD_LETTERS, contract.KEY_OUTBOX], args=[letter.raw, letter.payload]
                 )

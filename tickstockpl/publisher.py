@@ -21,10 +21,10 @@ from tickstockpl.errors import (
     AuditConfigError,
     AuditDataError,
     PostgresUnavailable,
-    RedisUnavailable,
     TickStockPLError,
 )
 from tickstockpl.outbox import LuaScript, run_script
+from tickstockpl.stores import redis_errors
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,13 @@ def publish(client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: in
         return []
     keys = (contract.KEY_REPLAY_STREAM,)
     counts: list[int] = []
-    try:
+    with redis_errors(f"cannot publish {len(batch)} event(s)"):
         for start in range(0, len(batch), PUBLISH_CHUNK):
             payloads = [item.payload for item in batch[start : start + PUBLISH_CHUNK]]
             reply = run_script(
                 client, PUBLISH_SCRIPT, keys, (contract.CHANNEL_PATTERNS, replay_maxlen, *payloads)
             )
             counts += [int(count) for count in reply]
-    except redis.RedisError as exc:
-        raise RedisUnavailable(f"cannot publish {len(batch)} event(s): {exc}") from None
     return counts
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tickstockpl.errors import RedisConfigError, RedisUnavailable
 from tickstockpl.settings import Settings
 
 
@@ -27,3 +31,19 @@ def redis_client(settings: Settings, *, timeout_s: float = 5.0) -> redis.Redis:
         decode_responses=False,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+@contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Wrap redis-py errors: refused credentials are RedisConfigError (an operator must act), the
+    rest RedisUnavailable (back off and try again)."""
+    try:
+        yield
+    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+        raise RedisConfigError(f"{what}: {exc}") from None
+    except redis.ResponseError as exc:
+        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            raise RedisConfigError(f"{what}: {exc}") from None
+        raise RedisUnavailable(f"{what}: {exc}") from None
+    except redis.RedisError as exc:
+        raise RedisUnavailable(f"{what}: {exc}") from None

@@ -177,3 +177,17 @@ def test_a_missing_csv_file_is_a_configuration_error(settings: Settings, tmp_pat
     result = run_python(broken, "-m", "services.detector")
     assert result.returncode == 78, result.stdout + result.stderr
     assert "nope.csv" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_wrong_redis_password_is_a_configuration_error(
+    settings: Settings, redis_client: redis.Redis, redis_server: Any
+) -> None:
+    """Exit 78 (supervisord does not restart it) with the cause, not an endless backoff."""
+    redis_client.config_set("requirepass", "s3cret")  # this connection stays authenticated
+    try:
+        result = run_python(settings.replace(redis_password="wrong"), "-m", "services.detector")
+    finally:
+        redis_client.config_set("requirepass", "")
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "detector cannot use Redis" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

@@ -428,6 +428,21 @@ def test_bad_setting_is_a_config_error(settings: Settings) -> None:
     assert "TICKSTOCKPL_CRASH_AT" in result.stdout
 
 
+def test_a_wrong_redis_password_is_a_config_error(
+    settings: Settings, redis_client: redis.Redis, redis_server: object
+) -> None:
+    """Exit 78 (supervisord does not restart it) with the cause, not an endless backoff."""
+    outbox.enqueue(redis_client, make_events(3))
+    redis_client.config_set("requirepass", "s3cret")  # this connection stays authenticated
+    try:
+        result = run_relay(settings.replace(redis_password="wrong"))
+    finally:
+        redis_client.config_set("requirepass", "")
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "relay cannot use Redis" in result.stdout
+    assert redis_client.llen(contract.KEY_OUTBOX) == 3  # nothing taken, nothing lost
+
+
 def test_a_unique_violation_means_the_row_exists_not_poison(
     consumer_settings: Settings, postgres_server: PostgresHandle, fresh_database: Callable[[str], str]
 ) -> None:
