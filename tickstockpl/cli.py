@@ -27,9 +27,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tickstockpl.commands.deadletters",
         "list the records the relay dead-lettered (reason, payload); --requeue ID after a fix",
     ),
-    "up": ("tickstockpl.stack", "start the stack (docker compose, or supervisord) and wait until healthy"),
-    "down": ("tickstockpl.stack", "stop everything `up` started, and nothing else"),
-    "status": ("tickstockpl.stack", "supervisord's view of the programs, the required checks, and doctor"),
+    "up": (
+        "tickstockpl.commands.stack",
+        "start the stack (docker compose, or supervisord) and wait until healthy",
+    ),
+    "down": ("tickstockpl.commands.stack", "stop everything `up` started, and nothing else"),
+    "status": (
+        "tickstockpl.commands.stack",
+        "supervisord's view of the programs, the required checks, and doctor",
+    ),
     "load-history": (
         "tickstockpl.commands.load_history",
         "load OHLCV bars from CSV files into historical_bars (idempotent), for backtests",

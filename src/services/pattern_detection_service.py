@@ -21,7 +21,7 @@ def main() -> int:
     if (venv / "bin" / "python").exists() and Path(sys.prefix).resolve() != venv.resolve():
         os.execv(str(venv / "bin" / "python"), [str(venv / "bin" / "python"), __file__, *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))
-    from tickstockpl.stack import foreground_main
+    from tickstockpl.commands.stack import foreground_main
 
     return foreground_main()
 

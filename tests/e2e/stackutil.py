@@ -24,7 +24,7 @@ from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
 from tickstockpl.settings import Settings
-from tickstockpl.stack import EmbeddedStack
+from tickstockpl.stack.embedded import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -104,8 +104,9 @@ class RunningStack:
         return self.stack.var_dir
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        ctl_conf = str(self.stack.supervisord.ctl_conf)
         return subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.stack.ctl_conf), *args],
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", ctl_conf, *args],
             capture_output=True,
             text=True,
             check=False,
@@ -175,7 +176,7 @@ def running_stack(var_dir: Path, settings: Settings) -> Iterator[RunningStack]:
         stack.up(timeout_s=180)
         yield RunningStack(stack)
     finally:
-        pid = stack.supervisord_pid()
+        pid = stack.supervisord.pid()
         started = descendants(pid) if pid else set()
         stack.down()
         poll(lambda: not [p for p in started if alive(p)], 60, "every process the stack started to exit")

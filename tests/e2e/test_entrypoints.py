@@ -27,7 +27,8 @@ from tests.e2e.stackutil import (
 from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG
-from tickstockpl.stack import EmbeddedStack, StackError
+from tickstockpl.stack.base import StackError
+from tickstockpl.stack.embedded import EmbeddedStack
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -145,7 +146,7 @@ def test_a_csv_replay_of_real_data_flows_through_the_stack(
     overrides = {"source": "csv", "csv_files": (str(daily),), "speed": 4.0e7}
     with start_stack(**overrides) as stack, Subscriber(stack.redis()) as subscriber:
         poll(lambda: stack.status()["tickstockpl:detector"][0] == "EXITED", 180, "the replay to finish")
-        assert stack.stack.call("getProcessInfo", "tickstockpl:detector")["exitstatus"] == 0
+        assert stack.stack.supervisord.call("getProcessInfo", "tickstockpl:detector")["exitstatus"] == 0
         poll(
             lambda: all(
                 stack.metric(name) == 0.0
@@ -178,7 +179,7 @@ def test_a_misconfigured_program_is_not_restarted_and_up_says_so(e2e_dir: Path) 
             stack.up(timeout_s=120)
         assert raised.value.code == RET_CONFIG
         assert "tickstockpl:detector misconfigured" in str(raised.value)
-        info = stack.call("getProcessInfo", "tickstockpl:detector")
+        info = stack.supervisord.call("getProcessInfo", "tickstockpl:detector")
         assert info["exitstatus"] == RET_CONFIG and info["statename"] in ("STOPPED", "EXITED")
         status = RunningStack(stack).status()
         assert status["tickstockpl:relay"][0] == "RUNNING"  # the rest of the stack is unaffected

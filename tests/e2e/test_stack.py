@@ -18,7 +18,7 @@ from tests.e2e.stackutil import ROOT, RunningStack, Subscriber
 from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
-from tickstockpl.stack import PROGRAMS
+from tickstockpl.stack.supervisord import PROGRAMS
 
 pytestmark = pytest.mark.e2e
 

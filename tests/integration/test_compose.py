@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from services.exporter import build_registry
 from tickstockpl.settings import Settings
-from tickstockpl.stack import PROGRAMS
+from tickstockpl.stack.supervisord import PROGRAMS
 from tickstockpl.supervised import STARTSECS
 
 ROOT = Path(__file__).resolve().parents[2]
