@@ -88,6 +88,8 @@ def test_up_subscribe_up_again_status_down(e2e_dir: Path) -> None:
         status = _cli("status", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         assert status.stdout.count("RUNNING") >= 5
+        log = (var_dir / "log" / "stack.log").read_text()  # through the rotating writer
+        assert "success: relay entered RUNNING state" in log
     finally:
         down = _cli("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr

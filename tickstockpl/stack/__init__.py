@@ -9,8 +9,9 @@ and the path our own machines test), supervisord runs the programs from `supervi
   supervisord.py  our supervisord: start it, drive it over its socket, shut it down
   checks.py       what "healthy" means to `up` and `status`: required checks, first publish, doctor
   compose.py      the Docker path
+  logfile.py      the writer of var/log/stack.log, which rotates it
   base.py         StackError (with its exit code), say(), wait_until()
 
-Everything `down` stops is a child of that one supervisord, so nothing is left behind and nothing
-else is touched.
+Everything `down` stops is that one supervisord, its children and the writer of its log, so
+nothing is left behind and nothing else is touched.
 """

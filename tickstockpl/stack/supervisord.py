@@ -2,9 +2,9 @@
 driven over its XML-RPC socket (what supervisorctl talks to).
 
 supervisord runs in the foreground (nodaemon) even for `up`: it is started detached in its own
-session with its stdout appended to `var/log/stack.log`, so the same configuration serves Docker,
-`up` and the entry-point scripts. Everything it runs is its child, so shutting it down stops all
-that `up` started and touches nothing else.
+session with its stdout piped into `var/log/stack.log` (rotated by stack.logfile), so the same
+configuration serves Docker, `up` and the entry-point scripts. Everything it runs is its child, so
+shutting it down stops all that `up` started and touches nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
+from tickstockpl.stack import logfile
 from tickstockpl.stack.base import ROOT, StackError, say, wait_until
 from tickstockpl.supervised import STARTSECS
 
@@ -46,6 +47,7 @@ class Supervisord:
     var_dir: Path
     root: Path = ROOT
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # if we started it
+    _writer: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # its log writer, if ours
 
     @property
     def sock(self) -> Path:
@@ -62,6 +64,10 @@ class Supervisord:
     @property
     def log_file(self) -> Path:
         return self.var_dir / "log" / "stack.log"
+
+    @property
+    def writer_pidfile(self) -> Path:
+        return self.var_dir / "logwriter.pid"
 
     def programs(self) -> list[str]:
         """The group's programs whose module exists in this checkout."""
@@ -108,25 +114,40 @@ class Supervisord:
         if foreground:
             process = subprocess.Popen(command, env=dict(env), cwd=self.root)
         else:
-            with open(self.log_file, "ab") as log:
-                process = subprocess.Popen(
-                    command,
-                    env=dict(env),
-                    cwd=self.root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C in the shell that ran `make up` leaves it alone
-                )
+            process = self._start_detached(command, env)
 
         def answers() -> bool:
             if process.poll() is not None:
                 raise StackError(f"supervisord exited with {process.returncode}; see {self.log_file}")
+            if self._writer is not None and self._writer.poll() is not None:
+                raise StackError(f"the writer of {self.log_file} exited with {self._writer.returncode}")
             return self.pid() == process.pid
 
         self._process = process  # reaped by shutdown(): no zombie, no "still running" warning
         wait_until(answers, 30, "supervisord's control socket")
         return process
+
+    def _start_detached(self, command: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """supervisord in its own session (Ctrl-C in the shell that ran `make up` leaves it alone),
+        its stdout piped into the rotating log writer."""
+        open(self.log_file, "ab").close()  # a log we cannot write fails here, not in the writer
+        writer = logfile.start_writer(self.log_file)
+        self._writer = writer  # reaped by shutdown(), like supervisord
+        self.writer_pidfile.write_text(f"{writer.pid}\n")
+        pipe = writer.stdin
+        assert pipe is not None
+        try:
+            return subprocess.Popen(
+                command,
+                env=dict(env),
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=pipe,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            pipe.close()  # supervisord now holds the only write end: the writer stops when it exits
 
     def shutdown(self, timeout_s: float) -> int:
         """Stop supervisord and so everything it started (programs first, local stores last)."""
@@ -135,11 +156,16 @@ class Supervisord:
             say(f"nothing running from {self.var_dir}")
             self.sock.unlink(missing_ok=True)
             return RET_OK
+        writer = logfile.writer_pid(self.writer_pidfile)
         say(f"stopping supervisord (pid {pid}) and everything it started")
         self.call("shutdown")
         wait_until(lambda: not _alive(pid), timeout_s, f"supervisord (pid {pid}) to exit")
-        if self._process is not None:
-            self._process.wait()
+        if writer is not None:  # it has read supervisord's last line and is closing the log
+            wait_until(lambda: not _alive(writer), 30, f"the log writer (pid {writer}) to exit")
+        for child in (self._process, self._writer):
+            if child is not None:
+                child.wait()
+        self.writer_pidfile.unlink(missing_ok=True)
         self.sock.unlink(missing_ok=True)
         say("stopped")
         return RET_OK
