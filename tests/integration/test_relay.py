@@ -192,9 +192,7 @@ def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
     assert counters["audit_deferred"] == str(len(events))
     assert counters["audit_failures"] == "1"
     assert expected <= set(subscriber.counts())
-    _step_until(
-        stepped_relay, lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0, "backlog written"
-    )
+    _step_until(stepped_relay, lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0, "backlog written")
     assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
     assert "audit_backlog_written" in stats(redis_client)
 
