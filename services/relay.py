@@ -137,6 +137,7 @@ class Relay:
         self.flushing: Future[int] | None = None
         self.next_flush = 0.0
         self.flushed_lsn = 0  # how much of PostgreSQL's WAL is known to be on disk
+        self.durable_commits = False  # True once flush_wal is refused: commits then wait for the disk
         self.written: set[str] = set()  # histogram buckets this relay has written (see _observe)
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ class Relay:
             isolate_poison=True,
             defer_on_failure=True,
             known_down=known_down,
-            durable=False,  # the ack waits for the flush instead of the publish (see _ack_durable)
+            durable=self.durable_commits,  # normally the ack waits for the flush, not the publish
         )
         return Batch(raw, items, done, fresh, known_down is None, future)
 
@@ -279,10 +280,17 @@ class Relay:
             flush, self.flushing = self.flushing, None
             try:
                 self.flushed_lsn = max(self.flushed_lsn, flush.result())
-            except (PostgresUnavailable, AuditConfigError) as exc:
+            except PostgresUnavailable as exc:
                 failed = outbox.Finish(contract.KEY_PROCESSING, [])
                 self._pg_failed(exc, failed)  # moves the waiting batches' rows to the backlog
                 outbox.finish(self.client, failed)
+            except AuditConfigError as exc:  # e.g. EXECUTE on pg_logical_emit_message revoked
+                log.error(
+                    "cannot flush PostgreSQL's WAL (%s); audit commits wait for their own fsync from now on",
+                    exc,
+                )
+                self.durable_commits = True
+                self._defer_unacked(exc)
             self._ack_durable()
         waiting = any(batch.commit_lsn > self.flushed_lsn for batch in self.unacked)
         if waiting and time.monotonic() >= self.next_flush:

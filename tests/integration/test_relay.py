@@ -34,7 +34,7 @@ from tests.integration.test_relay_support import (
 from tests.support import poll
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
-from tickstockpl.errors import PostgresUnavailable
+from tickstockpl.errors import AuditConfigError, PostgresUnavailable
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.lifecycle import RET_KILLED
 from tickstockpl.settings import Settings
@@ -195,6 +195,36 @@ def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
     _step_until(stepped_relay, lambda: redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0, "backlog written")
     assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
     assert "audit_backlog_written" in stats(redis_client)
+
+
+def test_a_refused_wal_flush_falls_back_to_commits_that_wait_for_the_disk(
+    stepped_relay: relay.Relay,
+    consumer_settings: Settings,
+    redis_client: redis.Redis,
+    subscriber: Subscriber,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database that refuses the flush (EXECUTE revoked) still gets every row, once, and the
+    relay keeps going with durable commits, which need no flush."""
+    first, second = make_events(6), make_events(6, prefix="S")
+
+    def refused() -> int:
+        raise AuditConfigError("permission denied for function pg_logical_emit_message")
+
+    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", refused)
+    outbox.enqueue(redis_client, first)
+    _step_until(stepped_relay, lambda: queues_empty(redis_client), "first batch acked")
+    assert stepped_relay.durable_commits
+    outbox.enqueue(redis_client, second)
+    _step_until(
+        stepped_relay,
+        lambda: queues_empty(redis_client) and redis_client.llen(contract.KEY_AUDIT_BACKLOG) == 0,
+        "second batch acked and the backlog written",
+    )
+    expected = flow_ids(first) | flow_ids(second)
+    assert expected <= set(subscriber.counts())
+    assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
+    assert stats(redis_client)["audit_deferred"] == str(len(first))  # only what waited for the flush
 
 
 def test_zero_subscribers_is_counted_not_failed(settings: Settings, redis_client: redis.Redis) -> None:
