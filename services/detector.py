@@ -243,11 +243,28 @@ def run(
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             install_stop_handlers(stop, "detector")
+    own_client = client is None  # ours to close: callers close the clients they pass in
     try:
         detector = Detector(settings, source=source, client=client)
     except (OSError, ValueError) as exc:
         log.error("cannot open the %s source: %s", settings.source, exc)
         return RET_CONFIG
+    try:
+        return _run(detector, settings, stop, max_bars=max_bars, once=once, drain_timeout_s=drain_timeout_s)
+    finally:
+        if own_client:
+            detector.buffer.client.close()
+
+
+def _run(
+    detector: Detector,
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    max_bars: int | None,
+    once: bool,
+    drain_timeout_s: float,
+) -> int:
     try:
         with redis_errors("checking Redis at start"):
             detector.buffer.client.ping()

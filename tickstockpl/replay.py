@@ -156,11 +156,11 @@ def summary_table(counts: Counter[tuple[str, str]]) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The `replay` subcommand; returns an exit code."""
-    client = redis_client(settings) if args.publish else None
     minimum = settings.min_confidence if args.min_confidence is None else args.min_confidence
     if not 0.0 <= minimum <= 1.0:
         print(f"replay: --min-confidence must be within 0-1, got {minimum}")
         return RET_USAGE
+    client = redis_client(settings) if args.publish else None
     try:
         result = replay(
             args.files,
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except TickStockPLError as exc:
         print(f"replay: cannot publish: {exc}")
         return RET_UNAVAILABLE
+    finally:
+        if client is not None:
+            client.close()
     print(f"\n{result.bars:,} bars, {result.counts.total():,} patterns")
     if result.counts:
         print(summary_table(result.counts))

@@ -116,6 +116,7 @@ class TickFeedSource:
     """Subscribes to the consumer's tick channel and yields 1-minute bars as they close."""
 
     def __init__(self, settings: Settings, poll_s: float = 0.5, client: redis.Redis | None = None) -> None:
+        self._own_client = client is None  # close() closes only a client this source opened
         self.client = client or redis_client(settings)
         self.aggregator = TickAggregator(bar_seconds=60)
         self.rejected = self.aggregator.rejected
@@ -173,3 +174,5 @@ class TickFeedSource:
 
     def close(self) -> None:
         self._drop_pubsub()
+        if self._own_client:
+            self.client.close()
