@@ -104,12 +104,13 @@ class Batch:
 
 @dataclass
 class Unacked:
-    """A published batch whose ack waits for its audit rows to reach disk (`commit_lsn`; 0: none)."""
+    """A published batch whose ack waits for its audit rows to reach disk: for WAL flush number
+    `needs_flush` to return (0: nothing to wait for)."""
 
     done: outbox.Finish
     items: list[Outgoing]  # what was published: the rows to defer if their flush is never confirmed
     published_at: float
-    commit_lsn: int
+    needs_flush: int
     fresh: bool
 
 
@@ -134,9 +135,12 @@ class Relay:
         # WAL flushes on their own connection and thread: an fsync never delays an audit write.
         self.flush_log = AuditLog(settings)
         self.flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-flush")
-        self.flushing: Future[int] | None = None
+        self.flushing: Future[None] | None = None
         self.next_flush = 0.0
-        self.flushed_lsn = 0  # how much of PostgreSQL's WAL is known to be on disk
+        # Flushes are numbered as they start; a flush covers every commit that returned before it
+        # started, so a batch appended now needs flush number `flushes_started + 1`.
+        self.flushes_started = 0
+        self.flushes_done = 0  # the number of the last flush that returned
         self.durable_commits = False  # True once flush_wal is refused: commits then wait for the disk
         self.written: set[str] = set()  # histogram buckets this relay has written (see _observe)
 
@@ -260,13 +264,13 @@ class Relay:
         if not batch.fresh:
             done.count("recovered", len(batch.raw))
         _observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started], self.written)
-        commit_lsn = outcome.commit_lsn if outcome.deferred is None else 0
-        self.unacked.append(Unacked(done, outcome.publishable, published_at, commit_lsn, batch.fresh))
+        needs_flush = self.flushes_started + 1 if outcome.awaits_flush and outcome.deferred is None else 0
+        self.unacked.append(Unacked(done, outcome.publishable, published_at, needs_flush, batch.fresh))
         self._ack_durable()
 
     def _ack_durable(self) -> None:
         """Ack published batches, oldest first, whose audit rows PostgreSQL has flushed to disk."""
-        while self.unacked and self.unacked[0].commit_lsn <= self.flushed_lsn:
+        while self.unacked and self.unacked[0].needs_flush <= self.flushes_done:
             batch = self.unacked.popleft()
             if batch.fresh:
                 self._crash_point("before_ack")
@@ -279,7 +283,8 @@ class Relay:
                 return
             flush, self.flushing = self.flushing, None
             try:
-                self.flushed_lsn = max(self.flushed_lsn, flush.result())
+                flush.result()
+                self.flushes_done = self.flushes_started
             except PostgresUnavailable as exc:
                 failed = outbox.Finish(contract.KEY_PROCESSING, [])
                 self._pg_failed(exc, failed)  # moves the waiting batches' rows to the backlog
@@ -292,9 +297,10 @@ class Relay:
                 self.durable_commits = True
                 self._defer_unacked(exc)
             self._ack_durable()
-        waiting = any(batch.commit_lsn > self.flushed_lsn for batch in self.unacked)
+        waiting = any(batch.needs_flush > self.flushes_done for batch in self.unacked)
         if waiting and time.monotonic() >= self.next_flush:
             self.next_flush = time.monotonic() + WAL_FLUSH_EVERY_S
+            self.flushes_started += 1
             self.flushing = self.flusher.submit(self.flush_log.flush_wal)
 
     def _unacked_records(self) -> int:
@@ -307,7 +313,7 @@ class Relay:
         already there) when PostgreSQL is back, and the batches can be acked.
         """
         for batch in self.unacked:
-            if batch.commit_lsn <= self.flushed_lsn:
+            if batch.needs_flush <= self.flushes_done:
                 continue
             reason = f"audit row not confirmed on disk: {error}"
             batch.done.backlog += [
@@ -315,7 +321,7 @@ class Relay:
                 for item in batch.items
             ]
             batch.done.count("audit_deferred", len(batch.items))
-            batch.commit_lsn = 0
+            batch.needs_flush = 0
             self.backlog_pending = True
 
     def _count_published(

@@ -63,14 +63,12 @@ _AUDIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))"
 # A write that does not wait for its WAL flush (see AuditLog.log_published, `durable`). SET LOCAL
 # lasts to the end of the query string's implicit transaction.
 _NOT_DURABLE_SQL = "SET LOCAL synchronous_commit TO off"
-# Where the WAL ends now, as a byte offset: read after a commit, it is past the commit record.
-_WAL_END_SQL = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 # Flush the WAL up to now, without a table: a transactional logical message gives the transaction
-# an xid and a WAL record, so its synchronous commit waits for the flush of everything before it.
-# Any role may call it; logical decoding, if the database runs any, sees a 'tickstockpl' message.
+# an xid and a WAL record, so its synchronous commit waits for the flush of everything before it,
+# every commit that returned before this one started included. Any role may call it; logical
+# decoding, if the database runs any, sees a 'tickstockpl' message.
 _FLUSH_WAL_SQL = (
-    "SET LOCAL synchronous_commit TO on;"
-    " SELECT pg_logical_emit_message(true, 'tickstockpl', 'flush') - '0/0'::pg_lsn"
+    "SET LOCAL synchronous_commit TO on; SELECT pg_logical_emit_message(true, 'tickstockpl', 'flush')"
 )
 _LOG_ROW_SQL = (
     "SELECT log_integration_event(%s::uuid, %s, %s, %s, %s, NULL, NULL, NULL::numeric, NULL, %s::jsonb)"
@@ -173,8 +171,8 @@ class AuditLog:
         crash, deferred rows). `extra_details[i]` is merged into event i's details. With
         `durable=False` the commit returns without waiting for its WAL flush (an fsync, which
         queues behind every other write on the disk): the rows are visible at once, but safe from
-        a database crash only once `flush_wal()` (or PostgreSQL's own WAL writer) has passed the
-        `wal_end()` read after this call. The relay acks on that; docs/relay.md.
+        a database crash only once a `flush_wal()` started after this call has returned. The relay
+        acks on that; docs/relay.md.
         """
         if not self.enabled or not events:
             return []
@@ -243,21 +241,10 @@ class AuditLog:
                 pending += [(middle, stop), (start, middle)]
         return written, sorted(rejected, key=lambda item: item[0])
 
-    def wal_end(self) -> int:
-        """Where PostgreSQL's WAL ends now (a byte offset); read after a commit, it covers it."""
-        return self._wal_offset(_WAL_END_SQL)
-
-    def flush_wal(self) -> int:
-        """Flush the WAL to disk up to now; return an offset that is on disk (at least)."""
-        return self._wal_offset(_FLUSH_WAL_SQL)
-
-    def _wal_offset(self, sql: str) -> int:
+    def flush_wal(self) -> None:
+        """Put PostgreSQL's WAL on disk up to now: every commit that returned before this call."""
         with self._transaction() as cursor:
-            cursor.execute(sql)
-            row = cursor.fetchone()
-        if row is None:  # a SELECT without FROM always has its row; say so if it ever does not
-            raise PostgresUnavailable("no reply to a WAL position query")
-        return int(row[0])
+            cursor.execute(_FLUSH_WAL_SQL)
 
     def log_producer_row(
         self, checkpoint: str, details: Mapping[str, Any], *, event_type: str = contract.EVENT_HEARTBEAT

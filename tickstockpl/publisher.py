@@ -87,9 +87,9 @@ class AuditOutcome:
     # Set when the rows were not written (database down or misconfigured) and the caller chose to
     # publish anyway: the rows go to a retry backlog.
     deferred: TickStockPLError | None = None
-    # With durable=False: where the WAL ended after the commit. The rows are safe from a database
-    # crash once PostgreSQL has flushed this far (AuditLog.flush_wal); 0: nothing to wait for.
-    commit_lsn: int = 0
+    # With durable=False: rows were committed without waiting for the disk. They are safe from a
+    # database crash once an AuditLog.flush_wal started after this outcome has returned.
+    awaits_flush: bool = False
 
 
 def audit_batch(
@@ -109,7 +109,7 @@ def audit_batch(
     asks for `isolate_poison` (rows refused for their data are split off, the rest is written) and
     `defer_on_failure` (an unavailable or misconfigured database does not stop publishing);
     `known_down` skips the attempt while the database is in backoff. With `durable=False` the
-    commit does not wait for the disk and the outcome carries the WAL position to wait for.
+    commit does not wait for the disk, and the outcome says the rows await a flush.
     """
     events = [item.event for item in batch]
     if known_down is not None:
@@ -124,7 +124,6 @@ def audit_batch(
             audit.log_published(
                 events, skip_existing=skip_existing, extra_details=extra_details, durable=durable
             )
-        commit_lsn = audit.wal_end() if not durable and events and audit.enabled else 0
     except (PostgresUnavailable, AuditConfigError) as exc:
         if not defer_on_failure:
             raise
@@ -133,7 +132,7 @@ def audit_batch(
     return AuditOutcome(
         [item for index, item in enumerate(batch) if index not in bad_index],
         [(batch[index], error) for index, error in bad],
-        commit_lsn=commit_lsn,
+        awaits_flush=not durable and bool(events) and audit.enabled,
     )
 
 

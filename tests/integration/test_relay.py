@@ -143,15 +143,18 @@ def test_the_ack_waits_until_the_audit_rows_are_on_disk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Rows committed and events published at once; the records leave the processing list only
-    once a WAL flush covers the rows' commit (here held back, as a disk that has not caught up)."""
+    once a WAL flush covers the rows' commit (here held back, as a disk that is slow to sync)."""
     events = make_events(12)
     expected = flow_ids(events)
     outbox.enqueue(redis_client, events)
     flush_wal = stepped_relay.flush_log.flush_wal
     disk_caught_up = threading.Event()
-    monkeypatch.setattr(
-        stepped_relay.flush_log, "flush_wal", lambda: flush_wal() if disk_caught_up.is_set() else 0
-    )
+
+    def slow_flush() -> None:
+        disk_caught_up.wait(30)
+        flush_wal()
+
+    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", slow_flush)
     _step_until(stepped_relay, lambda: expected <= set(subscriber.counts()), "all published")
     assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
     for _ in range(5):
@@ -181,10 +184,10 @@ def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
     flush_wal = stepped_relay.flush_log.flush_wal
     failures = iter([PostgresUnavailable("server closed the connection unexpectedly")])
 
-    def flaky_flush() -> int:
+    def flaky_flush() -> None:
         for failure in failures:
             raise failure
-        return flush_wal()
+        flush_wal()
 
     monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", flaky_flush)
     _step_until(stepped_relay, lambda: queues_empty(redis_client), "acked into the backlog")
@@ -208,7 +211,7 @@ def test_a_refused_wal_flush_falls_back_to_commits_that_wait_for_the_disk(
     relay keeps going with durable commits, which need no flush."""
     first, second = make_events(6), make_events(6, prefix="S")
 
-    def refused() -> int:
+    def refused() -> None:
         raise AuditConfigError("permission denied for function pg_logical_emit_message")
 
     monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", refused)

@@ -187,6 +187,7 @@ def test_postgres_outage_publishing_continues_and_rows_follow(
         outbox.enqueue(redis_client, first)
         subscriber.wait_for_flows(flow_ids(first))
         poll(lambda: len(audit_rows(settings)) == 30, 10, "rows while PostgreSQL is up")
+        poll(lambda: queues_empty(redis_client), 10, "acked once their rows were on disk")
 
         postgres_switch.stop()
         during = make_events(300, prefix="D")

@@ -81,15 +81,19 @@ def test_least_privilege_role_can_write_without_waiting_for_the_disk_then_flush(
 ) -> None:
     """The relay's path: a commit that does not wait for its fsync, then a flush that covers it."""
     audit = AuditLog(producer_role_settings)
+    conn = psycopg2.connect(producer_role_settings.postgres_dsn)
+    conn.autocommit = True
     try:
         event = _event()
         assert audit.log_published([event], durable=False) == [event["data"]["flow_id"]]
-        commit_end = audit.wal_end()
-        flushed = audit.flush_wal()
-        assert commit_end > 0
-        assert flushed >= commit_end
-        assert audit.flush_wal() > flushed  # each flush writes its own record: it is real, not a read
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_insert_lsn()")  # past the commit record
+            (commit_end,) = cur.fetchone()  # type: ignore[misc]
+            audit.flush_wal()
+            cur.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (commit_end,))
+            assert cur.fetchone() == (True,)
     finally:
+        conn.close()
         audit.close()
 
 
