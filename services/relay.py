@@ -170,19 +170,19 @@ class Relay:
         Returns True when there was nothing to do.
         """
         if self.need_recovery:
-            self._flush()
+            self._settle()
             self._recover(outbox.processing(self.client), "left in the processing list")
             self.need_recovery = False
         if time.monotonic() >= self.next_sweep:
-            self._flush()
+            self._settle()
             self._sweep()
         backlog_due = self.backlog_pending and self.audit.enabled and time.monotonic() >= self.pg_retry_at
         if backlog_due:
-            self._flush()
+            self._settle()
             self._drain_backlog()
         self._confirm_flush()
         if self._unacked_records() >= self.settings.relay_max_unacked:
-            self._flush()  # the disk is behind: stop taking until it catches up
+            self._settle()  # the disk is behind: stop taking until it catches up
         had_inflight = self.inflight is not None
         if had_inflight:
             block_s = 0.0  # a batch waits to be completed: take only what is there
@@ -446,7 +446,7 @@ class Relay:
 
     # --- in-flight bookkeeping --------------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _settle(self) -> None:
         """Complete the batch in flight and ack every published one, so that nothing of ours is half done."""
         if self.inflight is not None:
             batch, self.inflight = self.inflight, None
@@ -470,7 +470,7 @@ class Relay:
 
     def _finish_inflight(self) -> str:
         try:
-            self._flush()
+            self._settle()
         except RedisUnavailable as exc:
             self._abandon_inflight()
             return f" (batch in flight left for recovery: {exc})"
