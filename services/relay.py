@@ -269,12 +269,18 @@ class Relay:
         self._ack_durable()
 
     def _ack_durable(self) -> None:
-        """Ack published batches, oldest first, whose audit rows PostgreSQL has flushed to disk."""
+        """Ack published batches, oldest first, whose audit rows PostgreSQL has flushed to disk.
+
+        One flush usually covers several small batches: they are acked in one script call.
+        """
+        ready: list[Unacked] = []
         while self.unacked and self.unacked[0].needs_flush <= self.flushes_done:
-            batch = self.unacked.popleft()
-            if batch.fresh:
-                self._crash_point("before_ack")
-            outbox.finish(self.client, batch.done)
+            ready.append(self.unacked.popleft())
+        if not ready:
+            return
+        if any(batch.fresh for batch in ready):
+            self._crash_point("before_ack")
+        outbox.finish(self.client, outbox.Finish.merged([batch.done for batch in ready]))
 
     def _confirm_flush(self) -> None:
         """Collect a finished WAL flush and ack what it covers; start the next one when due."""

@@ -366,6 +366,25 @@ class Finish:
         """Add to a KEY_STATS counter (an amount of 0 still creates it, so readers see 0)."""
         self.counters[name] = self.counters.get(name, 0) + amount
 
+    @classmethod
+    def merged(cls, parts: Sequence[Finish]) -> Finish:
+        """Consecutive batches of one list, oldest first, as one Finish: one script call for all.
+
+        Their records sit next to each other in the list, so the removal is still one LTRIM.
+        """
+        if len({part.source for part in parts}) != 1:
+            raise ValueError("only batches of one list can be finished together")
+        whole = cls(parts[0].source, [record for part in parts for record in part.batch])
+        for part in parts:
+            whole.dead_letters += part.dead_letters
+            whole.backlog += part.backlog
+            for name, amount in part.counters.items():
+                whole.count(name, amount)
+            for name, value in part.floats.items():
+                whole.floats[name] = whole.floats.get(name, 0.0) + value
+            whole.values.update(part.values)  # later batches win (last_publish_time)
+        return whole
+
 
 def finish(client: redis.Redis, done: Finish) -> None:
     """Apply a Finish in one atomic script call (see the class and _FINISH_LUA)."""

@@ -230,6 +230,31 @@ def test_a_refused_wal_flush_falls_back_to_commits_that_wait_for_the_disk(
     assert stats(redis_client)["audit_deferred"] == str(len(first))  # only what waited for the flush
 
 
+def test_consecutive_batches_are_finished_in_one_call(redis_client: redis.Redis) -> None:
+    """Batches acked together (one WAL flush covered them) leave the processing list in order,
+    with their counters summed and their dead letters kept, as if finished one by one."""
+    outbox.enqueue(redis_client, make_events(7))
+    older, newer = outbox.take(redis_client, 3), outbox.take(redis_client, 2)
+    parts = [outbox.Finish(contract.KEY_PROCESSING, older), outbox.Finish(contract.KEY_PROCESSING, newer)]
+    parts[0].count("patterns_published", 3)
+    parts[0].floats["latency_sum_s"] = 0.5
+    parts[0].values["last_publish_time"] = "1.0"
+    parts[1].count("patterns_published", 2)
+    parts[1].floats["latency_sum_s"] = 0.25
+    parts[1].values["last_publish_time"] = "2.0"
+    parts[1].dead_letters.append(b'{"reason": "test"}')
+    outbox.finish(redis_client, outbox.Finish.merged(parts))
+    assert outbox.processing(redis_client) == []
+    assert redis_client.llen(contract.KEY_OUTBOX) == 2  # the untaken ones stay
+    counters = stats(redis_client)
+    assert counters["patterns_published"] == "5"
+    assert float(counters["latency_sum_s"]) == 0.75
+    assert counters["last_publish_time"] == "2.0"
+    assert redis_client.lrange(contract.KEY_DEAD_LETTERS, 0, -1) == [b'{"reason": "test"}']
+    with pytest.raises(ValueError):
+        outbox.Finish.merged([parts[0], outbox.Finish(contract.KEY_AUDIT_BACKLOG, [])])
+
+
 def test_zero_subscribers_is_counted_not_failed(settings: Settings, redis_client: redis.Redis) -> None:
     events = make_events(5)
     outbox.enqueue(redis_client, events)
