@@ -50,7 +50,7 @@ from tickstockpl.errors import (
 )
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
-from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish
+from tickstockpl.publisher import AuditOutcome, Outgoing, audit_batch, publish_then_take
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
@@ -184,17 +184,14 @@ class Relay:
         if self._unacked_records() >= self.settings.relay_max_unacked:
             self._settle()  # the disk is behind: stop taking until it catches up
         had_inflight = self.inflight is not None
-        if had_inflight:
-            block_s = 0.0  # a batch waits to be completed: take only what is there
-        elif self.unacked:
-            block_s = WAL_FLUSH_EVERY_S  # short, to ack them as soon as their rows are on disk
-        else:
-            block_s = 0.0 if burst else BLOCK_S
-        raw = outbox.take(self.client, self.settings.relay_batch_size, block_s=block_s)
-        new = self._start(raw, fresh=True) if raw else None
         if self.inflight is not None:
-            self._complete(self.inflight)
-        self.inflight = new
+            # Publish it and take what arrived meanwhile, in one round trip.
+            batch, self.inflight = self.inflight, None
+            raw = self._complete(batch, take=self.settings.relay_batch_size)
+        else:
+            block_s = WAL_FLUSH_EVERY_S if self.unacked else 0.0 if burst else BLOCK_S
+            raw = outbox.take(self.client, self.settings.relay_batch_size, block_s=block_s)
+        self.inflight = self._start(raw, fresh=True) if raw else None
         backlog_waits = self.backlog_pending and self.pg_down is None and self.audit.enabled
         return not raw and not had_inflight and not backlog_waits and not self.unacked
 
@@ -233,14 +230,18 @@ class Relay:
         )
         return Batch(raw, items, done, fresh, known_down is None, future)
 
-    def _complete(self, batch: Batch) -> None:
-        """Wait for the batch's audit rows, publish what may go, then ack it once they are on disk."""
+    def _complete(self, batch: Batch, take: int = 0) -> list[bytes]:
+        """Wait for the batch's audit rows, publish what may go, then ack it once they are on disk.
+
+        With `take`, also moves up to that many new records into the processing list, in the
+        publish's round trip, and returns them.
+        """
         outcome = batch.future.result()
         if batch.fresh:
             self._crash_point("after_audit")
         published_at = time.time()
-        subscribers = publish(
-            self.client, outcome.publishable, replay_maxlen=self.settings.replay_stream_maxlen
+        subscribers, taken = publish_then_take(
+            self.client, outcome.publishable, replay_maxlen=self.settings.replay_stream_maxlen, take=take
         )
         if batch.fresh:
             self._crash_point("after_publish")
@@ -267,6 +268,7 @@ class Relay:
         needs_flush = self.flushes_started + 1 if outcome.awaits_flush and outcome.deferred is None else 0
         self.unacked.append(Unacked(done, outcome.publishable, published_at, needs_flush, batch.fresh))
         self._ack_durable()
+        return taken
 
     def _ack_durable(self) -> None:
         """Ack published batches, oldest first, whose audit rows PostgreSQL has flushed to disk.

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
@@ -296,6 +296,46 @@ def run_script(client: redis.Redis, script: LuaScript, keys: Sequence[str], args
     """
     with _connection(client) as conn:
         return _evalsha(conn, script, keys, args)
+
+
+class ScriptCall(NamedTuple):
+    script: LuaScript
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """`run_script` for several calls, pipelined on one connection: one round trip, replies in order.
+
+    A call that finds its script gone (Redis restarted) did not run; it is sent again as EVAL, after
+    the others, which run independently of each other.
+    """
+    commands = [("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args) for call in calls]
+    with _connection(client) as conn:
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        missing: list[int] = []
+        for index in range(len(calls)):
+            try:
+                replies.append(conn.read_response())
+            except redis.exceptions.NoScriptError:
+                replies.append(None)
+                missing.append(index)
+        for index in missing:
+            script, keys, args = calls[index]
+            conn.send_command("EVAL", script.source, len(keys), *keys, *args)
+            replies[index] = conn.read_response()
+        return replies
+
+
+def move_call(max_count: int) -> ScriptCall:
+    """The move of `take`, without the wait, for a caller that pipelines it behind other calls."""
+    return ScriptCall(MOVE_SCRIPT, (contract.KEY_OUTBOX, contract.KEY_PROCESSING), (max_count,))
+
+
+def moved_records(reply: Sequence[bytes | str]) -> list[bytes]:
+    """The records a move returned, oldest first."""
+    return [_as_bytes(item) for item in reply]
 
 
 def _as_bytes(item: bytes | str) -> bytes:

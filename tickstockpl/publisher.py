@@ -23,7 +23,7 @@ from tickstockpl.errors import (
     PostgresUnavailable,
     TickStockPLError,
 )
-from tickstockpl.outbox import LuaScript, run_script
+from tickstockpl.outbox import LuaScript, ScriptCall, move_call, moved_records, run_scripts
 from tickstockpl.stores import redis_errors
 
 
@@ -64,18 +64,33 @@ def publish(client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: in
 
     Returns the subscriber count each PUBLISH reached; 0 is a fact to count, not an error.
     """
-    if not batch:
-        return []
+    return publish_then_take(client, batch, replay_maxlen=replay_maxlen, take=0)[0]
+
+
+def publish_then_take(
+    client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: int, take: int
+) -> tuple[list[int], list[bytes]]:
+    """`publish`, then move up to `take` records from the outbox into the processing list (as
+    `outbox.take` does, without waiting), all in one round trip: the relay's steady state.
+
+    Returns the subscriber counts and the records moved, oldest first.
+    """
     keys = (contract.KEY_REPLAY_STREAM,)
-    counts: list[int] = []
+    chunks = [batch[start : start + PUBLISH_CHUNK] for start in range(0, len(batch), PUBLISH_CHUNK)]
+    calls = [
+        ScriptCall(
+            PUBLISH_SCRIPT, keys, (contract.CHANNEL_PATTERNS, replay_maxlen, *[i.payload for i in chunk])
+        )
+        for chunk in chunks
+    ]
+    if take > 0:
+        calls.append(move_call(take))
+    if not calls:
+        return [], []
     with redis_errors(f"cannot publish {len(batch)} event(s)"):
-        for start in range(0, len(batch), PUBLISH_CHUNK):
-            payloads = [item.payload for item in batch[start : start + PUBLISH_CHUNK]]
-            reply = run_script(
-                client, PUBLISH_SCRIPT, keys, (contract.CHANNEL_PATTERNS, replay_maxlen, *payloads)
-            )
-            counts += [int(count) for count in reply]
-    return counts
+        replies = run_scripts(client, calls)
+    taken = moved_records(replies.pop()) if take > 0 else []
+    return [int(count) for reply in replies for count in reply], taken
 
 
 @dataclass
