@@ -131,6 +131,7 @@ class Relay:
         self.next_sweep = time.monotonic() + settings.relay_stale_after_s / 2
         self.first_seen: dict[bytes, float] = {}
         self.inflight: Batch | None = None
+        self.last_take_full = False  # the outbox held a full batch or more at the last take
         self.unacked: deque[Unacked] = deque()  # published, oldest first; acked in order
         # WAL flushes on their own connection and thread: an fsync never delays an audit write.
         self.flush_log = AuditLog(settings)
@@ -184,14 +185,23 @@ class Relay:
         if self._unacked_records() >= self.settings.relay_max_unacked:
             self._settle()  # the disk is behind: stop taking until it catches up
         had_inflight = self.inflight is not None
-        if self.inflight is not None:
-            # Publish it and take what arrived meanwhile, in one round trip.
-            batch, self.inflight = self.inflight, None
-            raw = self._complete(batch, take=self.settings.relay_batch_size)
+        size = self.settings.relay_batch_size
+        if self.inflight is not None and self.last_take_full:
+            # Under load: take the next batch first, so that its audit overlaps this one's publish.
+            raw = outbox.take(self.client, size)
+            new = self._start(raw, fresh=True) if raw else None
+            self._complete(self.inflight)
         else:
-            block_s = WAL_FLUSH_EVERY_S if self.unacked else 0.0 if burst else BLOCK_S
-            raw = outbox.take(self.client, self.settings.relay_batch_size, block_s=block_s)
-        self.inflight = self._start(raw, fresh=True) if raw else None
+            if self.inflight is not None:
+                # Light load: publish the batch and take what arrived meanwhile in one round trip.
+                batch, self.inflight = self.inflight, None
+                raw = self._complete(batch, take=size)
+            else:
+                block_s = WAL_FLUSH_EVERY_S if self.unacked else 0.0 if burst else BLOCK_S
+                raw = outbox.take(self.client, size, block_s=block_s)
+            new = self._start(raw, fresh=True) if raw else None
+        self.last_take_full = len(raw) >= size
+        self.inflight = new
         backlog_waits = self.backlog_pending and self.pg_down is None and self.audit.enabled
         return not raw and not had_inflight and not backlog_waits and not self.unacked
 
