@@ -294,8 +294,7 @@ def run_script(client: redis.Redis, script: LuaScript, keys: Sequence[str], args
     The connection disconnects itself on any I/O error, as it does under redis-py's own path; the
     caller turns RedisError into RedisUnavailable. The reply is the raw one (no response callback).
     """
-    with _connection(client) as conn:
-        return _evalsha(conn, script, keys, args)
+    return run_scripts(client, [ScriptCall(script, keys, args)])[0]
 
 
 class ScriptCall(NamedTuple):
