@@ -1,0 +1,48 @@
+"""The latency floor for bench_relay: the least any relay does, in the relay's place.
+
+Pops what the generator pushed (up to 1,000 at a time, blocking when there is nothing), PUBLISHes
+each payload as it is and counts them: no audit row, no validation, no processing list, no ack.
+Run in the same harness as the relay, at the same offered load and in the same minute, its p99 is
+what this machine, Redis and the subscriber add by themselves. When the relay's p99 sits near it,
+the tail comes from the host (scheduling stalls, a slow disk), not from the relay.
+
+    python -m bench.latency_floor HOST PORT
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+
+import redis
+
+from tickstockpl import contract
+
+BATCH = 1_000
+BLOCK_S = 0.5
+
+
+def run(host: str, port: int) -> None:
+    client = redis.Redis(host=host, port=port)
+    while True:
+        popped = client.blmpop(BLOCK_S, 1, contract.KEY_OUTBOX, direction="RIGHT", count=BATCH)
+        if not popped:
+            continue
+        _, payloads = popped
+        pipe = client.pipeline(transaction=False)
+        for payload in payloads:
+            pipe.publish(contract.CHANNEL_PATTERNS, payload)
+        pipe.hincrby(contract.KEY_STATS, "patterns_published", len(payloads))
+        pipe.execute()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    host, port = argv if argv is not None else sys.argv[1:]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run(host, int(port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
