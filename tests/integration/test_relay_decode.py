@@ -151,6 +151,21 @@ def test_flat_events_take_the_fast_path() -> None:
     assert not outbox._plainly_valid(orjson.loads(VALID_SHAPES[6]))
 
 
+def test_the_confidence_set_is_the_contracts_rule() -> None:
+    """`_CONFIDENCES` holds exactly the floats in [0, 1] that round(c, 2) leaves unchanged."""
+
+    def contract_accepts(c: float) -> bool:
+        return 0.0 <= c <= 1.0 and round(c, contract.CONFIDENCE_DECIMALS) == c
+
+    candidates = [-0.0, math.nan, math.inf, -math.inf]
+    for k in range(-2, 103):
+        exact = k / 100
+        candidates += [exact, math.nextafter(exact, -1.0), math.nextafter(exact, 2.0), exact + 0.005]
+    assert sum(map(contract_accepts, candidates)) == 101 + 1  # k = 0..100, and -0.0
+    for c in candidates:
+        assert (c in outbox._CONFIDENCES) == contract_accepts(c), c
+
+
 PATHS = [
     ("event_type",),
     ("source",),
