@@ -32,13 +32,14 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ CEILING_EVENTS = 100_000
 RELAY_EVENTS = 100_000
 BATCH_SIZES = (250, 500, 1000, 2000)
 LATENCY_SECONDS = 6.0
+INSTRUCTION_EVENTS = 1_500  # records per callgrind drain step (a run takes about 20 s)
 LATENCY_WARMUP_S = 1.0
 PUSH_INTERVAL_S = 0.001  # the generator's pacing: one LPUSH of whatever is due, at most once a ms
 DEFAULT_BATCH = Settings().relay_batch_size
@@ -203,21 +205,30 @@ def bench_audit_ceiling(settings: Settings, *, skip_existing: bool) -> float:
 # --- the relay ------------------------------------------------------------------------------------
 
 
-def relay_process(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+def relay_process(settings: Settings, *args: str, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`services.relay` as its own process; `wrapper` runs it under another program (callgrind)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "services.relay", *args],
-        env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
+        [*wrapper, sys.executable, "-m", "services.relay", *args],
+        env={**settings.to_env(), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
         cwd=ROOT / "bench",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def floor_process(settings: Settings) -> subprocess.Popen[bytes]:
+def floor_process(settings: Settings, *args: str, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """bench.latency_floor in the relay's place: move and PUBLISH only (see that module)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.latency_floor", settings.redis_host, str(settings.redis_port)],
-        env={"PATH": "/usr/bin:/bin"},
+        [
+            *wrapper,
+            sys.executable,
+            "-m",
+            "bench.latency_floor",
+            settings.redis_host,
+            str(settings.redis_port),
+            *args,
+        ],
+        env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -257,6 +268,47 @@ def bench_relay_drain(settings: Settings, batch_size: int) -> tuple[float, float
     if published != RELAY_EVENTS:
         raise RuntimeError(f"relay published {published} of {RELAY_EVENTS}")
     return RELAY_EVENTS / elapsed, cpu_us
+
+
+def _instructions(
+    settings: Settings, start: Callable[..., subprocess.Popen[bytes]], count: int, directory: Path
+) -> int:
+    """Instructions (callgrind) of one burst drain of `count` pre-filled records, every thread."""
+    reset(settings)
+    fill_outbox(settings, count)
+    out = directory / f"callgrind.{count}.out"
+    process = start(
+        settings, "--burst", wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+    )
+    if process.wait(timeout=900) != 0:
+        raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+def bench_instructions(settings: Settings) -> dict[str, float] | None:
+    """Instructions per event of the relay and of the floor, draining the same records; None
+    without valgrind.
+
+    Counted, not timed: a noisy host moves them by a few percent where it moves CPU seconds by a
+    third, so they are the way to see a CPU change. The difference between two drains
+    (INSTRUCTION_EVENTS apart) leaves out start-up and connecting. Under callgrind the relay runs
+    about 50x slower, so timing-driven work (WAL flushes every 5 ms) happens less often per event
+    than at full speed, and varies a little: compare the figure with itself, across commits.
+    """
+    if shutil.which("valgrind") is None:
+        return None
+    counts = {}
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
+        for name, start in (("relay", relay_process), ("floor", floor_process)):
+            small, large = (
+                _instructions(settings, start, size, Path(tmp))
+                for size in (INSTRUCTION_EVENTS, 2 * INSTRUCTION_EVENTS)
+            )
+            counts[name] = (large - small) / INSTRUCTION_EVENTS
+    return counts
 
 
 def _envelope_timestamp(payload: bytes) -> float:
@@ -441,6 +493,7 @@ def run_all(settings: Settings) -> dict[str, float]:
     reset(settings)
     audit_skip = bench_audit_ceiling(settings, skip_existing=True)
     drains = {size: bench_relay_drain(settings, size) for size in BATCH_SIZES}
+    instructions = bench_instructions(settings)
     relay_rate = drains[DEFAULT_BATCH][0] if DEFAULT_BATCH in drains else max(r for r, _ in drains.values())
     # Each load twice, the relay and then the floor in the same minute: the floor's tail is what the
     # machine adds by itself (a noisy host shows up in both).
@@ -517,8 +570,16 @@ def run_all(settings: Settings) -> dict[str, float]:
             for (rate, what), at in latencies.items()
         ],
     )
+    if instructions is None:
+        print("\ninstructions per event: not counted (valgrind is not installed)")
+    else:
+        print(
+            f"\ninstructions per event, draining {INSTRUCTION_EVENTS:,} records (callgrind: counted,"
+            f" not timed): relay {instructions['relay']:,.0f},"
+            f" floor {instructions['floor']:,.0f} ({instructions['relay'] / instructions['floor']:.1f}x)"
+        )
     print(
-        f"\nrelay at batch {DEFAULT_BATCH:,}: {relay_rate:,.0f}/s"
+        f"relay at batch {DEFAULT_BATCH:,}: {relay_rate:,.0f}/s"
         f" = {relay_rate / reference:,.0f}x the reference,"
         f" {relay_rate / audit_ceiling:.0%} of the audit ceiling ({audit_ceiling:,.0f}/s)"
         f" and {relay_rate / publish_ceiling:.0%} of the PUBLISH ceiling ({publish_ceiling:,.0f}/s)"
@@ -543,6 +604,11 @@ def run_all(settings: Settings) -> dict[str, float]:
         "ceiling_publish_per_s": publish_ceiling,
         "floor_p99_ms_at_1k": floor_1k.p99_ms,
         "floor_p99_ms_at_10k": floor_10k.p99_ms,
+        **(
+            {f"{name}_instructions_per_event": value for name, value in instructions.items()}
+            if instructions is not None
+            else {}
+        ),
     }
 
 

@@ -6,7 +6,10 @@ Run in the same harness as the relay, at the same offered load and in the same m
 what this machine, Redis and the subscriber add by themselves. When the relay's p99 sits near it,
 the tail comes from the host (scheduling stalls, a slow disk), not from the relay.
 
-    python -m bench.latency_floor HOST PORT
+    python -m bench.latency_floor HOST PORT [--burst]
+
+With --burst it exits once the outbox is empty, as `services.relay --burst` does: bench_relay counts
+both programs' instructions per event on the same records.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ BATCH = 1_000
 BLOCK_S = 0.5
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, *, burst: bool = False) -> None:
     client = redis.Redis(host=host, port=port)
     while True:
-        popped = client.blmpop(BLOCK_S, 1, contract.KEY_OUTBOX, direction="RIGHT", count=BATCH)
-        if not popped:
-            continue
+        if burst:
+            popped = client.lmpop(1, contract.KEY_OUTBOX, direction="RIGHT", count=BATCH)
+            if not popped:
+                return
+        else:
+            popped = client.blmpop(BLOCK_S, 1, contract.KEY_OUTBOX, direction="RIGHT", count=BATCH)
+            if not popped:
+                continue
         _, payloads = popped
         pipe = client.pipeline(transaction=False)
         for payload in payloads:
@@ -38,9 +46,9 @@ def run(host: str, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    host, port = argv if argv is not None else sys.argv[1:]
+    host, port, *flags = argv if argv is not None else sys.argv[1:]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run(host, int(port))
+    run(host, int(port), burst="--burst" in flags)
     return 0
 
 
