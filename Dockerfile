@@ -16,7 +16,6 @@ WORKDIR /app
 # Dependencies first, so code changes do not reinstall them (the ta-lib wheel bundles its C library).
 COPY pyproject.toml README.md ./
 COPY tickstockpl ./tickstockpl
-COPY services ./services
 RUN pip install .
 
 COPY supervisord.conf ./

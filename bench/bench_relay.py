@@ -206,9 +206,9 @@ def bench_audit_ceiling(settings: Settings, *, skip_existing: bool) -> float:
 
 
 def relay_process(settings: Settings, *args: str, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    """`services.relay` as its own process; `wrapper` runs it under another program (callgrind)."""
+    """The relay as its own process; `wrapper` runs it under another program (callgrind)."""
     return subprocess.Popen(
-        [*wrapper, sys.executable, "-m", "services.relay", *args],
+        [*wrapper, sys.executable, "-m", "tickstockpl.services.relay", *args],
         env={**settings.to_env(), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
         cwd=ROOT / "bench",
         stdout=subprocess.DEVNULL,
@@ -249,7 +249,7 @@ def _children_cpu_s() -> float:
 
 
 def bench_relay_drain(settings: Settings, batch_size: int) -> tuple[float, float]:
-    """(events/s, relay CPU µs per event) draining a pre-filled outbox with `services.relay --burst`.
+    """(events/s, relay CPU µs per event) draining a pre-filled outbox with the relay in --burst mode.
 
     Process start included. The CPU figure is the relay process's own (user + system), which other
     load on the machine barely moves, unlike events/s.

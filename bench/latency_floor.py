@@ -8,8 +8,8 @@ the tail comes from the host (scheduling stalls, a slow disk), not from the rela
 
     python -m bench.latency_floor HOST PORT [--burst]
 
-With --burst it exits once the outbox is empty, as `services.relay --burst` does: bench_relay counts
-both programs' instructions per event on the same records.
+With --burst it exits once the outbox is empty, as `tickstockpl.services.relay --burst` does: bench_relay
+counts both programs' instructions per event on the same records.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`tickstockpl replay FILE... [--speed N] [--publish [--min-confidence C]] [--timeframe S]`: real data
 through the detector.
 
-The same StreamingEngine as services/detector.py, fed by CsvReplaySource. Progress goes to stdout
+The same StreamingEngine as tickstockpl/services/detector.py, fed by CsvReplaySource. Progress goes to stdout
 (a line redrawn in place on a terminal, a line per 10 % otherwise: the consumer's launcher never reads
 stderr), then a table of every pattern detected, by name and symbol. With --publish the events whose
 confidence reaches TICKSTOCKPL_MIN_CONFIDENCE (or --min-confidence) are handed to `outbox.enqueue`,

@@ -1,4 +1,4 @@
-"""How supervisord runs a program: `python -m tickstockpl.supervised services.<name>`.
+"""How supervisord runs a program: `python -m tickstockpl.supervised tickstockpl.services.<name>`.
 
 It runs the module in this same process (signals reach it directly; nothing is in between) and
 changes one thing: supervisord honours `exitcodes` only for a program that stayed up `startsecs`;
@@ -29,8 +29,8 @@ def exit_code(exc: SystemExit) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not argv[0].startswith("services."):
-        print("usage: python -m tickstockpl.supervised services.<program>", flush=True)
+    if len(argv) != 1 or not argv[0].startswith("tickstockpl.services."):
+        print("usage: python -m tickstockpl.supervised tickstockpl.services.<program>", flush=True)
         return RET_USAGE
     started = time.monotonic()
     sys.argv = [argv[0]]

@@ -116,14 +116,14 @@ class Listener:
 
 
 class Service:
-    """`python -m services.backtester` as a real process, its output kept in a log file."""
+    """`python -m tickstockpl.services.backtester` as a real process, its output kept in a log file."""
 
     def __init__(self, settings: Settings, log_path: Path, throttle_s: float = 0.0) -> None:
         self.log_path = log_path
         env = {**os.environ, **settings.to_env(), "TICKSTOCKPL_BACKTEST_THROTTLE": str(throttle_s)}
         self._log = open(log_path, "a", encoding="utf-8")  # closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.backtester"],
+            [sys.executable, "-m", "tickstockpl.services.backtester"],
             env=env,
             cwd=ROOT / "tests",  # not the repository root: its .env must not leak in
             stdout=self._log,

@@ -1,7 +1,7 @@
 """Helpers for the heartbeat, doctor and tail tests: the real processes, a fake consumer, polling.
 
-Nothing here is mocked: the heartbeat runs as `python -m services.heartbeat` (or its real `run()` loop
-in a thread), and the fake consumer writes its rows through the real `log_integration_event`.
+Nothing here is mocked: the heartbeat runs as `python -m tickstockpl.services.heartbeat` (or its real
+`run()` loop in a thread), and the fake consumer writes its rows through the real `log_integration_event`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import psycopg2
 import redis
 
-from services import heartbeat as heartbeat_service
 from tickstockpl import contract
+from tickstockpl.services import heartbeat as heartbeat_service
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +40,12 @@ def fast(settings: Settings, **changes: Any) -> Settings:
 
 
 class HeartbeatProcess:
-    """`python -m services.heartbeat` with the given settings; stdout kept in a temp file."""
+    """`python -m tickstockpl.services.heartbeat` with the given settings; stdout kept in a temp file."""
 
     def __init__(self, settings: Settings) -> None:
         self._log = tempfile.NamedTemporaryFile(prefix="heartbeat-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.heartbeat"],
+            [sys.executable, "-m", "tickstockpl.services.heartbeat"],
             env={**os.environ, **settings.to_env()},
             cwd=ROOT,
             stdout=self._log,

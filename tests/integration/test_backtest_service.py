@@ -248,7 +248,7 @@ def test_run_once_drains_the_queue_in_process(
     bars: Settings, redis_client: redis.Redis, listener: Listener
 ) -> None:
     """The real loop in burst mode: jobs a previous process left (queued and running) run, then it returns."""
-    from services.backtester import run
+    from tickstockpl.services.backtester import run
 
     left_running, left_queued = consumer_job(job_id(50), **BARRIER), consumer_job(job_id(51), **BARRIER)
     redis_client.lpush(contract.KEY_BACKTEST_RUNNING, json.dumps(left_running))

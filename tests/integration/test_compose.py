@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from services.exporter import build_registry
+from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import Settings
 from tickstockpl.stack.supervisord import PROGRAMS
 from tickstockpl.supervised import STARTSECS
@@ -157,7 +157,7 @@ def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path:
     programs = {program.name: program for program in groups["tickstockpl"].process_configs}
     assert set(programs) == set(PROGRAMS)
     for program in programs.values():
-        assert program.command.endswith(f"-m tickstockpl.supervised services.{program.name}")
+        assert program.command.endswith(f"-m tickstockpl.supervised tickstockpl.services.{program.name}")
         assert program.startsecs == STARTSECS
         assert program.exitcodes == [0, 78]  # RET_CONFIG is "expected": misconfigured, do not restart
         assert program.stdout_logfile == "/dev/stdout" and program.stdout_logfile_maxbytes == 0

@@ -1,4 +1,4 @@
-"""services/detector.py against a real Redis: events in the outbox, counters, an outage, SIGTERM."""
+"""The detector service against a real Redis: events in the outbox, counters, an outage, SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import redis
 
-from services import detector
 from tests.support import poll, run_python
 from tickstockpl import contract
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import StreamingEngine
+from tickstockpl.services import detector
 from tickstockpl.settings import Settings
 from tickstockpl.sources.synthetic import SyntheticMarket, SyntheticSource
 
@@ -157,7 +157,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
         "TICKSTOCKPL_MIN_CONFIDENCE": "0",  # every signal published: the outbox fills from the start
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.detector"],
+        [sys.executable, "-m", "tickstockpl.services.detector"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -179,7 +179,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
 def test_a_missing_csv_file_is_a_configuration_error(settings: Settings, tmp_path: Path) -> None:
     """Exit 78 (do not restart) with the file named, not a traceback when the replay reaches it."""
     broken = settings.replace(source="csv", csv_files=(str(tmp_path / "nope.csv"),))
-    result = run_python(broken, "-m", "services.detector")
+    result = run_python(broken, "-m", "tickstockpl.services.detector")
     assert result.returncode == 78, result.stdout + result.stderr
     assert "nope.csv" in result.stdout and "Traceback" not in result.stdout + result.stderr
 
@@ -190,7 +190,7 @@ def test_a_wrong_redis_password_is_a_configuration_error(
     """Exit 78 (supervisord does not restart it) with the cause, not an endless backoff."""
     redis_client.config_set("requirepass", "s3cret")  # this connection stays authenticated
     try:
-        result = run_python(settings.replace(redis_password="wrong"), "-m", "services.detector")
+        result = run_python(settings.replace(redis_password="wrong"), "-m", "tickstockpl.services.detector")
     finally:
         redis_client.config_set("requirepass", "")
     assert result.returncode == 78, result.stdout + result.stderr

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from services.exporter import build_registry
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port, wait_for
+from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ def test_process_serves_metrics_and_stops_on_sigterm(settings: Settings, redis_a
     env = {**os.environ, **used.to_env(), "TICKSTOCKPL_METRICS_PORT": str(port)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.exporter"],
+        [sys.executable, "-m", "tickstockpl.services.exporter"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -8,11 +8,11 @@ import time
 import pytest
 import redis
 
-from services import heartbeat as heartbeat_service
 from tests.integration.stack_helpers import fast
 from tests.support import run_cli
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
+from tickstockpl.services import heartbeat as heartbeat_service
 from tickstockpl.settings import Settings
 
 

@@ -1,7 +1,7 @@
 """The relay against real Redis and PostgreSQL: the happy path, recovery, poison, SIGTERM.
 
 Most tests drive the production loop in-process with `run(settings, burst=True)`; the ones about
-signals start `python -m services.relay` as a process. Crash, Redis and PostgreSQL fault tests are
+signals start `python -m tickstockpl.services.relay` as a process. Crash, Redis and PostgreSQL fault tests are
 in test_relay_faults.py.
 """
 
@@ -17,7 +17,6 @@ import psycopg2
 import pytest
 import redis
 
-from services import relay
 from tests.conftest import APP_ROLE, CONSUMER_DB, CONSUMER_DDL, PostgresHandle, execute
 from tests.integration.test_relay_support import (
     RelayProcess,
@@ -37,6 +36,7 @@ from tickstockpl.audit import AuditLog
 from tickstockpl.errors import AuditConfigError, PostgresUnavailable
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.lifecycle import RET_KILLED
+from tickstockpl.services import relay
 from tickstockpl.settings import Settings
 
 

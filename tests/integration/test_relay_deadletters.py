@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from services import relay
 from tests.conftest import CONSUMER_DB, PostgresHandle, execute
 from tests.integration.test_relay_support import (
     Subscriber,
@@ -22,6 +21,7 @@ from tests.support import run_cli
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.local_servers import free_port
+from tickstockpl.services import relay
 from tickstockpl.settings import Settings
 
 

@@ -1,6 +1,6 @@
 """The relay under faults: kill -9 at each step, Redis restarted, PostgreSQL stopped, function gone.
 
-The relay runs as a real process here (`python -m services.relay`), except where an in-process
+The relay runs as a real process here (`python -m tickstockpl.services.relay`), except where an in-process
 burst is enough. Stopping the session's servers affects the session: each test restarts them in a
 `finally`, and waits until they answer again.
 """
@@ -17,7 +17,6 @@ import psycopg2
 import pytest
 import redis
 
-from services import relay
 from tests.conftest import CONSUMER_DB, PostgresHandle, execute
 from tests.integration.test_relay_support import (
     RelayProcess,
@@ -34,6 +33,7 @@ from tests.support import poll
 from tickstockpl import contract, outbox
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.local_servers import free_port
+from tickstockpl.services import relay
 from tickstockpl.settings import Settings
 
 CRASHES = 20  # kills per crash point

@@ -107,8 +107,8 @@ def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
 def run_relay(
     settings: Settings, *args: str, timeout_s: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m services.relay ...` to completion."""
-    return run_python(settings, "-m", "services.relay", *args, timeout_s=timeout_s, **env)
+    """`python -m tickstockpl.services.relay ...` to completion."""
+    return run_python(settings, "-m", "tickstockpl.services.relay", *args, timeout_s=timeout_s, **env)
 
 
 class RelayProcess:
@@ -116,7 +116,7 @@ class RelayProcess:
 
     def __init__(self, settings: Settings, **env: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.relay"],
+            [sys.executable, "-m", "tickstockpl.services.relay"],
             env=relay_env(settings, **env),
             cwd=ROOT / "tests",
             stdout=subprocess.PIPE,

@@ -10,12 +10,12 @@ from typing import Any
 
 import redis
 
-from services import heartbeat as heartbeat_service
 from tests.integration.stack_helpers import ROOT, fast
 from tests.support import poll, run_cli
 from tickstockpl import contract
 from tickstockpl.commands.tail import format_line
 from tickstockpl.local_servers import free_port
+from tickstockpl.services import heartbeat as heartbeat_service
 from tickstockpl.settings import Settings
 
 

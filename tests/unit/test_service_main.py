@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bad_setting_exits_78_naming_the_variable(service: str, tmp_path: Path) -> None:
     env = {**os.environ, "REDIS_PORT": "not-a-port", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", f"services.{service}"],
+        [sys.executable, "-m", f"tickstockpl.services.{service}"],
         env=env,
         cwd=tmp_path,  # no .env here
         capture_output=True,

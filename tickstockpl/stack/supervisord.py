@@ -71,7 +71,9 @@ class Supervisord:
 
     def programs(self) -> list[str]:
         """The group's programs whose module exists in this checkout."""
-        return [name for name in PROGRAMS if (self.root / "services" / f"{name}.py").is_file()]
+        return [
+            name for name in PROGRAMS if (self.root / "tickstockpl" / "services" / f"{name}.py").is_file()
+        ]
 
     def pid(self) -> int | None:
         """The pid of our supervisord if it is alive and answers on our socket."""

@@ -15,7 +15,7 @@ tens of milliseconds behind other writes. The rows are committed (visible) befor
 always; the ack waits instead, until a flush on a second connection has put the commit on disk, so
 a database crash in between leaves the records in the processing list to be written again.
 
-    python -m services.relay [--burst]
+    python -m tickstockpl.services.relay [--burst]
 """
 
 from __future__ import annotations
@@ -551,7 +551,9 @@ def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.relay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tickstockpl.services.relay", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the outbox is empty")
     args = parser.parse_args(argv)
     tune_gc()  # process-wide, hence here and not in run(), which tests call in their own process

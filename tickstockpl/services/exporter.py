@@ -6,7 +6,8 @@ restart of any process (or of the exporter) loses nothing. A store that is down 
 `tickstockpl_up{dependency=...} 0`, never as a 500. Histograms that processes record with
 prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR) are served alongside.
 
-Run it as `python -m services.exporter`; it binds TICKSTOCKPL_METRICS_HOST:TICKSTOCKPL_METRICS_PORT
+Run it as `python -m tickstockpl.services.exporter`; it binds
+TICKSTOCKPL_METRICS_HOST:TICKSTOCKPL_METRICS_PORT
 (127.0.0.1:9108 by default).
 """
 
