@@ -23,7 +23,8 @@ from tickstockpl.errors import (
     PostgresUnavailable,
     TickStockPLError,
 )
-from tickstockpl.outbox import LuaScript, ScriptCall, move_call, moved_records, run_scripts
+from tickstockpl.relay.lists import move_call, moved_records
+from tickstockpl.relay.scripts import LuaScript, ScriptCall, run_scripts
 from tickstockpl.stores import redis_errors
 
 
@@ -71,7 +72,7 @@ def publish_then_take(
     client: redis.Redis, batch: Sequence[Outgoing], *, replay_maxlen: int, take: int
 ) -> tuple[list[int], list[bytes]]:
     """`publish`, then move up to `take` records from the outbox into the processing list (as
-    `outbox.take` does, without waiting), all in one round trip: the relay's steady state.
+    `relay.lists.take` does, without waiting), all in one round trip: the relay's steady state.
 
     Returns the subscriber counts and the records moved, oldest first.
     """

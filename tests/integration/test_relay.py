@@ -36,6 +36,7 @@ from tickstockpl.audit import AuditLog
 from tickstockpl.errors import AuditConfigError, PostgresUnavailable
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.lifecycle import RET_KILLED
+from tickstockpl.relay import lists
 from tickstockpl.services import relay
 from tickstockpl.settings import Settings
 
@@ -147,19 +148,19 @@ def test_the_ack_waits_until_the_audit_rows_are_on_disk(
     events = make_events(12)
     expected = flow_ids(events)
     outbox.enqueue(redis_client, events)
-    flush_wal = stepped_relay.flush_log.flush_wal
+    flush_wal = stepped_relay.acks.flush_log.flush_wal
     disk_caught_up = threading.Event()
 
     def slow_flush() -> None:
         disk_caught_up.wait(30)
         flush_wal()
 
-    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", slow_flush)
+    monkeypatch.setattr(stepped_relay.acks.flush_log, "flush_wal", slow_flush)
     _step_until(stepped_relay, lambda: expected <= set(subscriber.counts()), "all published")
     assert audit_rows(consumer_settings) == {flow_id: 1 for flow_id in expected}
     for _ in range(5):
         stepped_relay.step(burst=True)
-    assert len(outbox.processing(redis_client)) == len(events)  # published, not yet acked
+    assert len(lists.processing(redis_client)) == len(events)  # published, not yet acked
     assert "patterns_published" not in stats(redis_client)  # counted with the ack
 
     disk_caught_up.set()
@@ -181,7 +182,7 @@ def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
     events = make_events(8)
     expected = flow_ids(events)
     outbox.enqueue(redis_client, events)
-    flush_wal = stepped_relay.flush_log.flush_wal
+    flush_wal = stepped_relay.acks.flush_log.flush_wal
     failures = iter([PostgresUnavailable("server closed the connection unexpectedly")])
 
     def flaky_flush() -> None:
@@ -189,7 +190,7 @@ def test_rows_whose_flush_fails_go_to_the_backlog_and_are_not_written_twice(
             raise failure
         flush_wal()
 
-    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", flaky_flush)
+    monkeypatch.setattr(stepped_relay.acks.flush_log, "flush_wal", flaky_flush)
     _step_until(stepped_relay, lambda: queues_empty(redis_client), "acked into the backlog")
     counters = stats(redis_client)
     assert counters["audit_deferred"] == str(len(events))
@@ -214,10 +215,10 @@ def test_a_refused_wal_flush_falls_back_to_commits_that_wait_for_the_disk(
     def refused() -> None:
         raise AuditConfigError("permission denied for function pg_logical_emit_message")
 
-    monkeypatch.setattr(stepped_relay.flush_log, "flush_wal", refused)
+    monkeypatch.setattr(stepped_relay.acks.flush_log, "flush_wal", refused)
     outbox.enqueue(redis_client, first)
     _step_until(stepped_relay, lambda: queues_empty(redis_client), "first batch acked")
-    assert stepped_relay.durable_commits
+    assert stepped_relay.acks.durable_commits
     outbox.enqueue(redis_client, second)
     _step_until(
         stepped_relay,
@@ -234,8 +235,8 @@ def test_consecutive_batches_are_finished_in_one_call(redis_client: redis.Redis)
     """Batches acked together (one WAL flush covered them) leave the processing list in order,
     with their counters summed and their dead letters kept, as if finished one by one."""
     outbox.enqueue(redis_client, make_events(7))
-    older, newer = outbox.take(redis_client, 3), outbox.take(redis_client, 2)
-    parts = [outbox.Finish(contract.KEY_PROCESSING, older), outbox.Finish(contract.KEY_PROCESSING, newer)]
+    older, newer = lists.take(redis_client, 3), lists.take(redis_client, 2)
+    parts = [lists.Finish(contract.KEY_PROCESSING, older), lists.Finish(contract.KEY_PROCESSING, newer)]
     parts[0].count("patterns_published", 3)
     parts[0].floats["latency_sum_s"] = 0.5
     parts[0].values["last_publish_time"] = "1.0"
@@ -243,8 +244,8 @@ def test_consecutive_batches_are_finished_in_one_call(redis_client: redis.Redis)
     parts[1].floats["latency_sum_s"] = 0.25
     parts[1].values["last_publish_time"] = "2.0"
     parts[1].dead_letters.append(b'{"reason": "test"}')
-    outbox.finish(redis_client, outbox.Finish.merged(parts))
-    assert outbox.processing(redis_client) == []
+    lists.finish(redis_client, lists.Finish.merged(parts))
+    assert lists.processing(redis_client) == []
     assert redis_client.llen(contract.KEY_OUTBOX) == 2  # the untaken ones stay
     counters = stats(redis_client)
     assert counters["patterns_published"] == "5"
@@ -252,7 +253,7 @@ def test_consecutive_batches_are_finished_in_one_call(redis_client: redis.Redis)
     assert counters["last_publish_time"] == "2.0"
     assert redis_client.lrange(contract.KEY_DEAD_LETTERS, 0, -1) == [b'{"reason": "test"}']
     with pytest.raises(ValueError):
-        outbox.Finish.merged([parts[0], outbox.Finish(contract.KEY_AUDIT_BACKLOG, [])])
+        lists.Finish.merged([parts[0], lists.Finish(contract.KEY_AUDIT_BACKLOG, [])])
 
 
 def test_zero_subscribers_is_counted_not_failed(settings: Settings, redis_client: redis.Redis) -> None:
@@ -526,12 +527,12 @@ def test_take_blocks_then_moves_the_rest_in_one_call_even_after_a_script_flush(
     events = make_events(3)
     outbox.enqueue(redis_client, events)
     redis_client.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
-    taken = outbox.take(redis_client, 10, block_s=0.1)
+    taken = lists.take(redis_client, 10, block_s=0.1)
     expected = [event["data"]["flow_id"] for event in events]  # oldest first
     assert [json.loads(payload)["data"]["flow_id"] for payload in taken] == expected
     assert redis_client.llen(contract.KEY_OUTBOX) == 0
     assert redis_client.llen(contract.KEY_PROCESSING) == 3
-    assert outbox.take(redis_client, 10, block_s=0.1) == []
+    assert lists.take(redis_client, 10, block_s=0.1) == []
 
 
 def test_relay_publishes_after_its_scripts_are_flushed(

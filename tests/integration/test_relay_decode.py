@@ -1,4 +1,4 @@
-"""The relay's record decoding (`outbox.decode_record`) agrees with the contract's, both ways.
+"""The relay's record decoding (`decode.decode_record`) agrees with the contract's, both ways.
 
 The relay decodes with orjson and a narrow check that vouches only for flat, certainly valid events,
 and hands everything else to `contract.decode_pattern_event`. These tests hold the two to the same
@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tickstockpl import contract, outbox
+from tickstockpl import contract
+from tickstockpl.relay import decode
 
 
 def _typed(value: Any) -> Any:
@@ -41,7 +42,7 @@ def _outcome(decode: Any, payload: bytes) -> Any:
 
 
 def assert_agrees(payload: bytes) -> None:
-    assert _outcome(outbox.decode_record, payload) == _outcome(contract.decode_pattern_event, payload)
+    assert _outcome(decode.decode_record, payload) == _outcome(contract.decode_pattern_event, payload)
 
 
 def _valid(**extra: Any) -> dict[str, Any]:
@@ -145,10 +146,10 @@ def test_valid_records_decode_to_the_same_event(payload: bytes) -> None:
 def test_flat_events_take_the_fast_path() -> None:
     """What enqueue writes for the detector is vouched for without the contract's walk."""
     for payload in (VALID_PAYLOAD, _encode(_valid()), _encode(_valid(pattern_name="Hammer"))):
-        assert outbox._plainly_valid(orjson.loads(payload))
+        assert decode._plainly_valid(orjson.loads(payload))
     # ...and what it leaves to the contract (still valid, as the test above shows).
-    assert not outbox._plainly_valid(orjson.loads(_encode(_valid(indicators={"rsi": 55.0}))))
-    assert not outbox._plainly_valid(orjson.loads(VALID_SHAPES[6]))
+    assert not decode._plainly_valid(orjson.loads(_encode(_valid(indicators={"rsi": 55.0}))))
+    assert not decode._plainly_valid(orjson.loads(VALID_SHAPES[6]))
 
 
 def test_the_confidence_set_is_the_contracts_rule() -> None:
@@ -163,7 +164,7 @@ def test_the_confidence_set_is_the_contracts_rule() -> None:
         candidates += [exact, math.nextafter(exact, -1.0), math.nextafter(exact, 2.0), exact + 0.005]
     assert sum(map(contract_accepts, candidates)) == 101 + 1  # k = 0..100, and -0.0
     for c in candidates:
-        assert (c in outbox._CONFIDENCES) == contract_accepts(c), c
+        assert (c in decode._CONFIDENCES) == contract_accepts(c), c
 
 
 PATHS = [

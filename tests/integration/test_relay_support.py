@@ -16,7 +16,8 @@ import redis
 
 from tests.conftest import execute
 from tests.support import poll, run_python
-from tickstockpl import contract, outbox
+from tickstockpl import contract
+from tickstockpl.relay import deadletters
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,8 +97,8 @@ def stats(client: redis.Redis) -> dict[str, str]:
     return {key.decode(): value.decode() for key, value in client.hgetall(contract.KEY_STATS).items()}
 
 
-def dead_letters(client: redis.Redis) -> list[outbox.DeadLetter]:
-    return outbox.dead_letters(client)
+def dead_letters(client: redis.Redis) -> list[deadletters.DeadLetter]:
+    return deadletters.dead_letters(client)
 
 
 def relay_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -13,9 +13,10 @@ import time
 
 import redis
 
-from tickstockpl import contract, outbox
+from tickstockpl import contract
 from tickstockpl.errors import RedisUnavailable
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.relay import deadletters, lists
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.requeue:
             return _requeue(client, args.requeue, args.json)
-        letters = outbox.dead_letters(client, limit=args.limit)
-        total = outbox.length(client, contract.KEY_DEAD_LETTERS)
+        letters = deadletters.dead_letters(client, limit=args.limit)
+        total = lists.length(client, contract.KEY_DEAD_LETTERS)
     except RedisUnavailable as exc:
         print(f"deadletters: Redis at {settings.redis_target} unreachable: {exc}")
         return RET_UNAVAILABLE
@@ -72,7 +73,7 @@ def _requeue(client: redis.Redis, ids: list[str], as_json: bool) -> int:
     """Requeue each ID; an unknown ID is a usage error (nothing else is skipped silently)."""
     missing = []
     for letter_id in ids:
-        letter = outbox.requeue_dead_letter(client, letter_id)
+        letter = deadletters.requeue_dead_letter(client, letter_id)
         if letter is None:
             missing.append(letter_id)
             continue
@@ -90,7 +91,7 @@ def _shown(shown: int, total: int) -> str:
     return f" (showing {shown}; --limit 0 for all)" if shown < total else ""
 
 
-def _preview(letter: outbox.DeadLetter) -> str:
+def _preview(letter: deadletters.DeadLetter) -> str:
     text = letter.to_json()["payload"]
     if letter.to_json()["payload_encoding"] == "base64":
         text = f"(not UTF-8, base64) {text}"
