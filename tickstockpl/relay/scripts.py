@@ -7,6 +7,7 @@ costs about 30 µs of CPU a call on top of the round trip, and a small batch mak
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,20 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode("utf-8")).hexdigest())
 
 
+_POOLS_NEEDING_A_NAME: dict[type[redis.ConnectionPool], tuple[str, ...]] = {}
+
+
+def _command_name(pool_type: type[redis.ConnectionPool]) -> tuple[str, ...]:
+    """The argument `get_connection` wants: redis-py before 5.3 requires a command name (any will
+    do), 5.3 and later deprecate it. Looked up once per pool class."""
+    name = _POOLS_NEEDING_A_NAME.get(pool_type)
+    if name is None:
+        parameter = inspect.signature(pool_type.get_connection).parameters.get("command_name")
+        required = parameter is not None and parameter.default is inspect.Parameter.empty
+        name = _POOLS_NEEDING_A_NAME[pool_type] = ("EVALSHA",) if required else ()
+    return name
+
+
 @contextmanager
 def connection(client: redis.Redis) -> Iterator[redis.connection.AbstractConnection]:
     """One pooled connection for a command or two sent by hand (see `run_script`).
@@ -34,7 +49,7 @@ def connection(client: redis.Redis) -> Iterator[redis.connection.AbstractConnect
     reach the next command.
     """
     pool = client.connection_pool
-    conn = pool.get_connection()
+    conn = pool.get_connection(*_command_name(type(pool)))
     try:
         yield conn
     except BaseException:
