@@ -323,6 +323,16 @@ def encode(message: Mapping[str, Any]) -> str:
         raise ContractError("event", f"has a value JSON cannot carry: {exc}") from None
 
 
+class BuiltPatternEvent(dict[str, Any]):
+    """A pattern event that holds to the contract by construction: what the detector's event builder
+    (`patterns.streaming.EventBuilder`) returns, property-tested equal to `validate_pattern_event`.
+
+    `outbox.enqueue` encodes these without checking them again, so the check runs once on the way
+    out; the relay's decode still guards against anything else on the outbox. Not to be changed
+    after it is built.
+    """
+
+
 def decode_pattern_event(raw: str | bytes) -> dict[str, Any]:
     """Parse and validate one wire message; ContractError names what is wrong."""
     try:

@@ -19,10 +19,19 @@ from tickstockpl.stores import redis_errors
 def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
     """Validate and push pattern events onto the outbox in one round trip; return how many.
 
-    Also counts them in the stack-wide stats hash (patterns_detected, last_pattern_time), which the
-    heartbeat reports. Raises ContractError (nothing is pushed), RedisUnavailable or RedisConfigError.
+    Events the detector's builder made (`contract.BuiltPatternEvent`) hold to the contract by
+    construction and are only encoded; any other mapping is validated here. Also counts them in the
+    stack-wide stats hash (patterns_detected, last_pattern_time), which the heartbeat reports.
+    Raises ContractError (nothing is pushed), RedisUnavailable or RedisConfigError.
     """
-    payloads = [contract.encode(contract.validate_pattern_event(dict(event))) for event in events]
+    payloads = [
+        contract.encode(
+            event
+            if type(event) is contract.BuiltPatternEvent
+            else contract.validate_pattern_event(dict(event))
+        )
+        for event in events
+    ]
     if not payloads:
         return 0
     pipe = client.pipeline(transaction=True)

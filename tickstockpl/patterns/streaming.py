@@ -109,16 +109,18 @@ class EventBuilder:
         self._frames: dict[int, tuple[str, str]] = {}  # timeframe -> (tier, label)
 
     def build(self, signals: Sequence[Signal], now: float | None = None) -> list[dict[str, Any]]:
-        """Contract events for `signals`, in order (envelope timestamp `now`, default: the time now)."""
+        """Contract events for `signals`, in order (envelope timestamp `now`, default: the time now).
+
+        Each is a `contract.BuiltPatternEvent`, so that `outbox.enqueue` does not check it again."""
         stamp = float(time.time() if now is None else now)
         if not math.isfinite(stamp):
-            return [signal_to_event(s, now=stamp) for s in signals]
-        events = []
+            return [contract.BuiltPatternEvent(signal_to_event(s, now=stamp)) for s in signals]
+        events: list[dict[str, Any]] = []
         for signal, flow_id in zip(signals, flow_ids(len(signals)), strict=True):
             event = self._direct(signal, flow_id, stamp)
             if event is None:
                 event = self._reference(signal, stamp)
-            events.append(event)
+            events.append(contract.BuiltPatternEvent(event))
         return events
 
     def _direct(self, s: Signal, flow_id: str, stamp: float) -> dict[str, Any] | None:
