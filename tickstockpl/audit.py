@@ -1,8 +1,8 @@
 """Audit rows in the consumer's `integration_events`, always through `log_integration_event(...)`.
 
-The only module that talks to PostgreSQL for the audit trail. psycopg2 errors are sorted at this
-boundary into PostgresUnavailable (try again later), AuditConfigError (wrong password, function
-or grant missing: an operator must act) and AuditDataError (this row can never be written).
+The only module that talks to PostgreSQL for the audit trail, through the door in stores.py, which
+sorts driver errors into PostgresUnavailable (try again later), AuditConfigError (wrong password,
+function or grant missing: an operator must act) and AuditDataError (this row can never be written).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import psycopg2
-import psycopg2.extensions
 
 from tickstockpl import contract
-from tickstockpl.errors import AuditConfigError, AuditDataError, PostgresUnavailable
+from tickstockpl.errors import AuditDataError, PostgresUnavailable
 from tickstockpl.settings import Settings
+from tickstockpl.stores import PgConnection, PgCursor, postgres_connection, postgres_errors
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +74,6 @@ _LOG_ROW_SQL = (
 )
 
 _UNIQUE_VIOLATION = "23505"
-_CONFIG_SQLSTATES = {"42883", "42P01", "42501", "28P01", "28000", "3D000", "42704"}
-_CONFIG_MESSAGES = ("password authentication failed", "does not exist", "no password supplied", "permission")
-
-
-def classify(exc: psycopg2.Error) -> Exception:
-    """Turn a psycopg2 error into ours (see module docstring)."""
-    code = getattr(exc, "pgcode", None) or ""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if code.startswith(("22", "23")):
-        return AuditDataError(message, code)
-    if code in _CONFIG_SQLSTATES:
-        return AuditConfigError(message)
-    if not code and isinstance(exc, psycopg2.OperationalError):
-        if any(text in message for text in _CONFIG_MESSAGES):
-            return AuditConfigError(message)
-    return PostgresUnavailable(message)
 
 
 def _rows_document(rows: list[dict[str, Any]]) -> str:
@@ -117,26 +100,18 @@ class AuditLog:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._conn: psycopg2.extensions.connection | None = None
+        self._conn: PgConnection | None = None
 
     @property
     def enabled(self) -> bool:
         return self._settings.audit_enabled
 
-    def connect(self) -> psycopg2.extensions.connection:
+    def connect(self) -> PgConnection:
         if self._conn is None or self._conn.closed:
-            try:
-                # UTF8 on the wire whatever the database's encoding: text the database cannot store
-                # (a LATIN1 database) is then refused by the server as data (22P05), not by Python's
-                # codec before the query is even sent.
-                self._conn = psycopg2.connect(
-                    self._settings.postgres_dsn,
-                    options=f"-c statement_timeout={self._settings.postgres_statement_timeout_ms}",
-                    client_encoding="UTF8",
-                )
-                self._conn.autocommit = True
-            except psycopg2.Error as exc:
-                raise classify(exc) from None
+            # UTF8 on the wire whatever the database's encoding: text the database cannot store
+            # (a LATIN1 database) is then refused by the server as data (22P05), not by Python's
+            # codec before the query is even sent.
+            self._conn = postgres_connection(self._settings, client_encoding="UTF8")
         return self._conn
 
     def close(self) -> None:
@@ -145,17 +120,15 @@ class AuditLog:
         self._conn = None
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+    def _transaction(self) -> Iterator[PgCursor]:
         """A cursor whose every execute() is its own transaction (one query string, see the class)."""
         conn = self.connect()
         try:
-            with conn.cursor() as cursor:
+            with postgres_errors(), conn.cursor() as cursor:
                 yield cursor
-        except psycopg2.Error as exc:
-            error = classify(exc)
-            if isinstance(error, PostgresUnavailable):
-                self.close()  # the connection may be half dead; start afresh next time
-            raise error from None
+        except PostgresUnavailable:
+            self.close()  # the connection may be half dead; start afresh next time
+            raise
 
     def log_published(
         self,

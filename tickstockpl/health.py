@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import psycopg2
-import psycopg2.extensions
 import redis
 
 from tickstockpl import contract
-from tickstockpl.audit import classify
 from tickstockpl.errors import AuditConfigError, RedisConfigError
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_client, redis_errors
+from tickstockpl.stores import PgConnection, PgCursor, postgres_errors, redis_client, redis_errors
 
 # Overall status, as the consumer's own fixtures spell it (§2.5).
 HEALTHY: Final = "healthy"
@@ -236,28 +232,7 @@ def subscriber_counts(
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
-def connect_postgres(settings: Settings, *, autocommit: bool = True) -> psycopg2.extensions.connection:
-    """A short-lived connection for checks; errors sorted by audit.classify."""
-    try:
-        conn = psycopg2.connect(
-            settings.postgres_dsn,
-            options=f"-c statement_timeout={settings.postgres_statement_timeout_ms}",
-        )
-    except psycopg2.Error as exc:
-        raise classify(exc) from None
-    conn.autocommit = autocommit
-    return conn
-
-
-@contextmanager
-def postgres_errors() -> Iterator[None]:
-    try:
-        yield
-    except psycopg2.Error as exc:
-        raise classify(exc) from None
-
-
-def audit_function_present(cursor: psycopg2.extensions.cursor) -> bool:
+def audit_function_present(cursor: PgCursor) -> bool:
     with postgres_errors():
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", (AUDIT_FUNCTION_SIGNATURE,))
         row = cursor.fetchone()
@@ -282,7 +257,7 @@ class SchemaStatus:
         return self.table and self.function and self.can_insert and self.can_execute and self.can_use_sequence
 
 
-def schema_status(cursor: psycopg2.extensions.cursor) -> SchemaStatus:
+def schema_status(cursor: PgCursor) -> SchemaStatus:
     with postgres_errors():
         cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL,"
@@ -317,7 +292,7 @@ def schema_status(cursor: psycopg2.extensions.cursor) -> SchemaStatus:
     )
 
 
-def probe_audit_call(conn: psycopg2.extensions.connection) -> None:
+def probe_audit_call(conn: PgConnection) -> None:
     """Call log_integration_event as our role inside a transaction that is rolled back.
 
     The only proof that a real row would be accepted (function, grants, sequence, column types).
@@ -386,9 +361,7 @@ SELECT
 """
 
 
-def flow_stats(
-    cursor: psycopg2.extensions.cursor, *, window_s: float = 3600.0, orphan_grace_s: float = 10.0
-) -> FlowStats:
+def flow_stats(cursor: PgCursor, *, window_s: float = 3600.0, orphan_grace_s: float = 10.0) -> FlowStats:
     """Published, completed and orphan flows over the last `window_s` (needs SELECT on the table).
 
     A flow younger than `orphan_grace_s` is not yet an orphan: the consumer's rows follow ours.

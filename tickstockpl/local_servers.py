@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tickstockpl.errors import AuditConfigError, StoreUnavailable
+from tickstockpl.stores import connect_postgres
 
 
 class LocalServerError(RuntimeError):
@@ -39,7 +41,7 @@ def free_port() -> int:
 
 # What a condition raises while the thing it waits for is still starting (connection refused and
 # the like). Anything else, LocalServerError from a server that died included, propagates at once.
-STARTING_ERRORS = (OSError, redis.RedisError, psycopg2.Error, xmlrpc.client.Error)
+STARTING_ERRORS = (OSError, redis.RedisError, StoreUnavailable, AuditConfigError, xmlrpc.client.Error)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.02) -> None:
@@ -237,7 +239,7 @@ class LocalPostgres:
         return True
 
     def _accepts(self) -> bool:
-        psycopg2.connect(self.dsn("postgres")).close()
+        connect_postgres(self.dsn("postgres")).close()
         return True
 
     def stop(self, fast: bool = True) -> None:

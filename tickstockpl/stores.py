@@ -1,16 +1,30 @@
-"""Connections to Redis and PostgreSQL, built from Settings, with driver errors wrapped."""
+"""The one door to each store: Redis and PostgreSQL connections built from Settings, driver errors
+wrapped into ours (errors.py). The only module of the library that imports psycopg2."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, TypeAlias
 
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tickstockpl.errors import RedisConfigError, RedisUnavailable
+from tickstockpl.errors import (
+    AuditConfigError,
+    AuditDataError,
+    PostgresUnavailable,
+    RedisConfigError,
+    RedisUnavailable,
+)
 from tickstockpl.settings import Settings
+
+PgConnection: TypeAlias = psycopg2.extensions.connection
+PgCursor: TypeAlias = psycopg2.extensions.cursor
 
 
 def redis_client(settings: Settings, *, timeout_s: float = 5.0) -> redis.Redis:
@@ -47,3 +61,101 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"{what}: {exc}") from None
     except redis.RedisError as exc:
         raise RedisUnavailable(f"{what}: {exc}") from None
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+_CONFIG_SQLSTATES = {"42883", "42P01", "42501", "28P01", "28000", "3D000", "42704"}
+_CONFIG_MESSAGES = ("password authentication failed", "does not exist", "no password supplied", "permission")
+
+
+def classify_postgres(exc: psycopg2.Error) -> Exception:
+    """Sort a psycopg2 error into ours: AuditDataError (SQLSTATE class 22 or 23: this row can never be
+    written), AuditConfigError (wrong password, function, table or grant missing: an operator must
+    act), else PostgresUnavailable (try again later)."""
+    code = getattr(exc, "pgcode", None) or ""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if code.startswith(("22", "23")):
+        return AuditDataError(message, code)
+    if code in _CONFIG_SQLSTATES:
+        return AuditConfigError(message)
+    if not code and isinstance(exc, psycopg2.OperationalError):
+        if any(text in message for text in _CONFIG_MESSAGES):
+            return AuditConfigError(message)
+    return PostgresUnavailable(message)
+
+
+@contextmanager
+def postgres_errors() -> Iterator[None]:
+    """Raise psycopg2 errors as ours (classify_postgres)."""
+    try:
+        yield
+    except psycopg2.Error as exc:
+        raise classify_postgres(exc) from None
+
+
+def postgres_connection(
+    settings: Settings,
+    *,
+    autocommit: bool = True,
+    statement_timeout_ms: int | None = None,
+    connect_timeout_s: int | None = None,
+    client_encoding: str | None = None,
+) -> PgConnection:
+    """A connection to the configured database, with POSTGRES_STATEMENT_TIMEOUT_MS unless told
+    otherwise (0: none); errors classified (PostgresUnavailable, AuditConfigError)."""
+    return connect_postgres(
+        settings.postgres_dsn,
+        autocommit=autocommit,
+        statement_timeout_ms=(
+            settings.postgres_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+        ),
+        connect_timeout_s=connect_timeout_s,
+        client_encoding=client_encoding,
+    )
+
+
+def connect_postgres(
+    dsn: str,
+    *,
+    autocommit: bool = True,
+    statement_timeout_ms: int = 0,
+    connect_timeout_s: int | None = None,
+    client_encoding: str | None = None,
+) -> PgConnection:
+    """A connection to any database (an administrator's DSN included): the door every caller uses.
+
+    Errors are classified (PostgresUnavailable, AuditConfigError); a statement timeout of 0 sets
+    none (the server's default).
+    """
+    options: dict[str, Any] = {}
+    if statement_timeout_ms > 0:
+        options["options"] = f"-c statement_timeout={statement_timeout_ms}"
+    if connect_timeout_s is not None:
+        options["connect_timeout"] = connect_timeout_s
+    if client_encoding is not None:
+        options["client_encoding"] = client_encoding
+    with postgres_errors():
+        conn = psycopg2.connect(dsn, **options)
+        conn.autocommit = autocommit
+    return conn
+
+
+def close_quietly(conn: PgConnection | None) -> None:
+    """Close a connection that may already be dead; nothing to report if it is."""
+    if conn is not None and not conn.closed:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
+
+
+def execute_values(
+    cursor: PgCursor, sql: str, rows: Sequence[Sequence[Any]], *, template: str, page_size: int
+) -> None:
+    """Many rows in one INSERT (psycopg2.extras.execute_values)."""
+    psycopg2.extras.execute_values(cursor, sql, rows, template=template, page_size=page_size)
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """The same connection parameters, another database (libpq keyword strings and URIs alike)."""
+    return psycopg2.extensions.make_dsn(dsn, dbname=dbname)

@@ -1,7 +1,7 @@
 """`historical_bars` in PostgreSQL: idempotent upserts from the loader, range reads for backtests.
 
-The only module of the backtester that talks to PostgreSQL; psycopg2 errors leave it already sorted by
-`audit.classify` into PostgresUnavailable (retry later) or AuditConfigError (an operator must act).
+The only module of the backtester that talks to PostgreSQL, through the door in stores.py: errors
+leave it sorted into PostgresUnavailable (retry later) or AuditConfigError (an operator must act).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import psycopg2
-import psycopg2.extensions
-import psycopg2.extras
 
-from tickstockpl.audit import classify
 from tickstockpl.backtest.engine import History
 from tickstockpl.backtest.history import Series, day_bounds
+from tickstockpl.errors import AuditConfigError, AuditDataError, PostgresUnavailable
 from tickstockpl.settings import Settings
+from tickstockpl.stores import PgConnection, execute_values, postgres_connection, postgres_errors
 
 _UPSERT_SQL = """
 INSERT INTO historical_bars (symbol, timeframe, bar_start, open, high, low, close, volume)
@@ -55,18 +53,19 @@ class PostgresHistory:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._conn: psycopg2.extensions.connection | None = None
+        self._conn: PgConnection | None = None
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg2.connect(self._settings.postgres_dsn)
-            with self._conn, self._conn.cursor() as cur:  # commits, or rolls back on error
+                # Transactions of their own, and no statement timeout: loading years of bars may take a while.
+                self._conn = postgres_connection(self._settings, autocommit=False, statement_timeout_ms=0)
+            with postgres_errors(), self._conn, self._conn.cursor() as cur:  # commits, or rolls back on error
                 yield cur
-        except psycopg2.Error as exc:
+        except (PostgresUnavailable, AuditConfigError, AuditDataError):
             self.close()
-            raise classify(exc) from None
+            raise
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -79,9 +78,7 @@ class PostgresHistory:
         for lo in range(0, len(series.times), batch):
             rows = _rows(series, lo, lo + batch)
             with self._cursor() as cur:
-                psycopg2.extras.execute_values(
-                    cur, _UPSERT_SQL, rows, template=_ROW_TEMPLATE, page_size=batch
-                )
+                execute_values(cur, _UPSERT_SQL, rows, template=_ROW_TEMPLATE, page_size=batch)
                 changed += cur.rowcount
             if on_batch is not None:
                 on_batch(len(rows))

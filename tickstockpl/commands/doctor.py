@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import psycopg2.extensions
 import redis
 
 from tickstockpl import contract, health
 from tickstockpl.errors import AuditConfigError, RedisConfigError, TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
+from tickstockpl.stores import PgConnection, postgres_connection
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MARKS = {PASS: "✓", FAIL: "✗", SKIP: "–"}
@@ -91,7 +91,7 @@ class Doctor:
         self.args = args
         self.checks: list[Check] = []
         self.client: redis.Redis | None = None
-        self.conn: psycopg2.extensions.connection | None = None
+        self.conn: PgConnection | None = None
         self.can_select = False
         self.thresholds = health.Thresholds.from_settings(settings)
 
@@ -143,7 +143,7 @@ class Doctor:
         if not self.settings.audit_enabled:
             return check.skipped("audit disabled (TICKSTOCKPL_AUDIT_ENABLED=0): no rows are written")
         try:
-            self.conn = health.connect_postgres(self.settings)
+            self.conn = postgres_connection(self.settings)
         except AuditConfigError as exc:
             return check.failed(
                 f"{target}: {exc}",

@@ -21,8 +21,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-import psycopg2
-import psycopg2.extensions
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -31,10 +29,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tickstockpl import contract
+from tickstockpl.errors import AuditConfigError, AuditDataError, PostgresUnavailable
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_client
+from tickstockpl.stores import PgConnection, close_quietly, postgres_connection, postgres_errors, redis_client
 
 log = logging.getLogger("tickstockpl.exporter")
 
@@ -131,7 +130,7 @@ class StackCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._redis = redis_client(settings, timeout_s=SCRAPE_TIMEOUT_S)
-        self._pg: psycopg2.extensions.connection | None = None
+        self._pg: PgConnection | None = None
         self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
         self._was_up: dict[str, bool] = {}  # per store, for logging each change once
 
@@ -198,16 +197,15 @@ class StackCollector(Collector):
     def _postgres_up(self) -> bool:
         try:
             if self._pg is None or self._pg.closed:
-                self._pg = psycopg2.connect(
-                    self._settings.postgres_dsn,
-                    connect_timeout=max(1, int(SCRAPE_TIMEOUT_S)),
-                    options=f"-c statement_timeout={int(SCRAPE_TIMEOUT_S * 1000)}",
+                self._pg = postgres_connection(
+                    self._settings,
+                    connect_timeout_s=max(1, int(SCRAPE_TIMEOUT_S)),
+                    statement_timeout_ms=int(SCRAPE_TIMEOUT_S * 1000),
                 )
-                self._pg.autocommit = True
-            with self._pg.cursor() as cur:
+            with postgres_errors(), self._pg.cursor() as cur:
                 cur.execute("SELECT 1")
                 cur.fetchone()
-        except psycopg2.Error as exc:
+        except (PostgresUnavailable, AuditConfigError, AuditDataError) as exc:
             self._log_change("PostgreSQL", False, exc)
             self._close_pg()
             return False
@@ -215,11 +213,7 @@ class StackCollector(Collector):
         return True
 
     def _close_pg(self) -> None:
-        if self._pg is not None:
-            try:
-                self._pg.close()
-            except psycopg2.Error:
-                pass
+        close_quietly(self._pg)
         self._pg = None
 
     def _log_change(self, what: str, up: bool, error: object) -> None:

@@ -34,7 +34,7 @@ from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLErro
 from tickstockpl.exitcodes import RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_errors
+from tickstockpl.stores import postgres_errors, redis_errors
 
 log = logging.getLogger("tickstockpl.heartbeat")
 
@@ -202,7 +202,7 @@ class Heartbeat:
         """Can the audit path take a row? Connection, then the function (the consumer may drop it)."""
         try:
             conn = self.audit.connect()
-            with health.postgres_errors():
+            with postgres_errors():
                 try:
                     with conn.cursor() as cursor:
                         present = health.audit_function_present(cursor)

@@ -15,6 +15,7 @@ import redis
 from tickstockpl import contract, health
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.settings import Settings
+from tickstockpl.stores import postgres_connection
 
 
 def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[str]:
@@ -40,7 +41,7 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
     finally:
         client.close()
     try:
-        conn = health.connect_postgres(settings)
+        conn = postgres_connection(settings)
         try:
             with conn.cursor() as cursor:
                 if not health.schema_status(cursor).callable:

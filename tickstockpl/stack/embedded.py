@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
-
 from tickstockpl import contract
+from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_UNAVAILABLE
 from tickstockpl.settings import Settings
 from tickstockpl.stack.base import ROOT, StackError, failed, say
@@ -157,7 +156,7 @@ class EmbeddedStack:
             self.supervisord.start_programs()
             self.wait_healthy(120)
             self.print_where_to_look()
-        except (StackError, OSError, xmlrpc.client.Error, psycopg2.Error) as exc:
+        except (StackError, OSError, xmlrpc.client.Error, TickStockPLError) as exc:
             if process.poll() is None:  # not a stop request that raced the start: a real failure
                 code = failed(exc, otherwise=RET_FAILED)
                 process.terminate()

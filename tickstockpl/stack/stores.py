@@ -14,16 +14,16 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
-import psycopg2.extensions
 import redis
 
 from tickstockpl import health
+from tickstockpl.errors import AuditConfigError, PostgresUnavailable
 from tickstockpl.exitcodes import RET_CONFIG, RET_UNAVAILABLE
 from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerError, unprivileged_user
 from tickstockpl.settings import Settings, read_env_file
 from tickstockpl.stack.base import StackError, say, wait_until
 from tickstockpl.stack.supervisord import program_section
+from tickstockpl.stores import PgConnection, connect_postgres, postgres_errors, with_dbname
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -172,15 +172,15 @@ def prepare_database(settings: Settings, stores: LocalStores, root: Path) -> Non
         )
     conn = _connect(admin)
     try:
-        with conn.cursor() as cur:
+        with postgres_errors(), conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,))
             if cur.fetchone() is None:
                 cur.execute(f'CREATE DATABASE "{s.postgres_db}"')
     finally:
         conn.close()
-    conn = _connect(_with_dbname(admin, s.postgres_db))
+    conn = _connect(with_dbname(admin, s.postgres_db))
     try:
-        with conn.cursor() as cur:
+        with postgres_errors(), conn.cursor() as cur:
             cur.execute((root / "db" / "init.sql").read_text())
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,))
             if cur.fetchone() is None:
@@ -191,17 +191,14 @@ def prepare_database(settings: Settings, stores: LocalStores, root: Path) -> Non
     say(f"PostgreSQL: db/init.sql applied to {s.postgres_db}; password set for {s.postgres_user}")
 
 
-def _connect(dsn: str) -> psycopg2.extensions.connection:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    return conn
+def _connect(dsn: str) -> PgConnection:
+    """An administrator's connection: no statement timeout (db/init.sql may take its time)."""
+    return connect_postgres(dsn)
 
 
 def _pg_ready(dsn: str) -> bool:
-    _connect(dsn).close()
+    try:
+        _connect(dsn).close()
+    except (PostgresUnavailable, AuditConfigError):  # starting up, or not yet accepting this role
+        return False
     return True
-
-
-def _with_dbname(dsn: str, dbname: str) -> str:
-    """The same connection parameters, another database (libpq keyword strings and URIs alike)."""
-    return psycopg2.extensions.make_dsn(dsn, dbname=dbname)
