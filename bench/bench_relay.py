@@ -263,7 +263,7 @@ def bench_relay_drain(settings: Settings, batch_size: int) -> tuple[float, float
     elapsed = time.perf_counter() - started
     cpu_us = (_children_cpu_s() - cpu_before) / RELAY_EVENTS * 1e6
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
-    published = int(client.hget(contract.KEY_STATS, "patterns_published") or 0)
+    published = int(client.hget(contract.KEY_STATS, contract.STAT_PATTERNS_PUBLISHED) or 0)
     client.close()
     if published != RELAY_EVENTS:
         raise RuntimeError(f"relay published {published} of {RELAY_EVENTS}")
@@ -346,7 +346,7 @@ def _subscriber(host: str, port: int, ready: Any, results: multiprocessing.conne
 def _latency_histogram(client: redis.Redis) -> dict[float, int]:
     """The relay's own enqueue→publish histogram (cumulative counts by upper bound in seconds)."""
     stats = client.hgetall(contract.KEY_STATS)
-    prefix = b"latency_bucket:"
+    prefix = contract.stat_field(contract.STAT_LATENCY_BUCKET, "").encode()
     return {
         float(key[len(prefix) :].replace(b"+Inf", b"inf")): int(value)
         for key, value in stats.items()
@@ -427,7 +427,7 @@ def bench_latency(
     # One probe first: the relay has started, connected to PostgreSQL and published before the clock runs.
     client.lpush(contract.KEY_OUTBOX, contract.encode(events(1)[0]))
     deadline = time.monotonic() + 30
-    while not client.hget(contract.KEY_STATS, "patterns_published"):
+    while not client.hget(contract.KEY_STATS, contract.STAT_PATTERNS_PUBLISHED):
         if time.monotonic() > deadline:
             raise RuntimeError("relay did not start")
         time.sleep(0.01)

@@ -41,7 +41,7 @@ def run(host: str, port: int, *, burst: bool = False) -> None:
         pipe = client.pipeline(transaction=False)
         for payload in payloads:
             pipe.publish(contract.CHANNEL_PATTERNS, payload)
-        pipe.hincrby(contract.KEY_STATS, "patterns_published", len(payloads))
+        pipe.hincrby(contract.KEY_STATS, contract.STAT_PATTERNS_PUBLISHED, len(payloads))
         pipe.execute()
 
 

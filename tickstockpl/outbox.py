@@ -36,8 +36,8 @@ def enqueue(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> int:
         return 0
     pipe = client.pipeline(transaction=True)
     pipe.lpush(contract.KEY_OUTBOX, *payloads)
-    pipe.hincrby(contract.KEY_STATS, "patterns_detected", len(payloads))
-    pipe.hset(contract.KEY_STATS, "last_pattern_time", repr(time.time()))
+    pipe.hincrby(contract.KEY_STATS, contract.STAT_PATTERNS_DETECTED, len(payloads))
+    pipe.hset(contract.KEY_STATS, contract.STAT_LAST_PATTERN_TIME, repr(time.time()))
     with redis_errors(f"cannot enqueue {len(payloads)} pattern(s)"):
         pipe.execute()
     return len(payloads)

@@ -39,7 +39,6 @@ def _cli_env(var_dir: Path, **extra: str) -> dict[str, str]:
     checkout's .env (if any) plays no part."""
     settings = stack_settings(speed=60.0)  # make up's default pace
     env = {**os.environ, **settings.to_env(), "TICKSTOCKPL_VAR_DIR": str(var_dir), **extra}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 

@@ -123,23 +123,6 @@ def test_wrong_postgres_password_is_postgres_down(settings: Settings) -> None:
         collector.close()
 
 
-def test_serves_histograms_recorded_by_other_processes(settings: Settings, tmp_path: Path) -> None:
-    """prometheus-client's multiprocess files, written by another process, are served alongside."""
-    recorder = (
-        "from prometheus_client import Histogram\n"
-        "h = Histogram('tickstockpl_relay_batch_duration_seconds', 'batch')\n"
-        "h.observe(0.004); h.observe(0.02)\n"
-    )
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", recorder], env=env, check=True)
-    registry, collector = build_registry(settings, str(tmp_path))
-    try:
-        assert sample(registry, "tickstockpl_relay_batch_duration_seconds_count") == 2.0
-        assert sample(registry, "tickstockpl_up", dependency="redis") == 1.0
-    finally:
-        collector.close()
-
-
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.read().decode()
@@ -150,7 +133,6 @@ def test_process_serves_metrics_and_stops_on_sigterm(settings: Settings, redis_a
     port = free_port()
     used = settings if redis_alive else settings.replace(redis_port=free_port())
     env = {**os.environ, **used.to_env(), "TICKSTOCKPL_METRICS_PORT": str(port)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "tickstockpl.services.exporter"],
         cwd=ROOT,

@@ -168,14 +168,20 @@ class Relay:
             if batch.audit_attempted:
                 self.audit_failed(outcome.deferred, done)
             done.backlog = backlog_rows(outcome.publishable, published_at, str(outcome.deferred))
-            done.count("audit_deferred", len(done.backlog))
+            done.count(contract.STAT_AUDIT_DEFERRED, len(done.backlog))
             self.backlog_pending = self.backlog_pending or bool(done.backlog)
         elif batch.audit_attempted:
             self.audit_ok()
         count_published(done, outcome.publishable, subscribers, published_at, self.written)
         if not batch.fresh:
-            done.count("recovered", len(batch.raw))
-        observe(done, "batch_bucket", "batch_sum_s", [time.monotonic() - batch.started], self.written)
+            done.count(contract.STAT_RECOVERED, len(batch.raw))
+        observe(
+            done,
+            contract.STAT_BATCH_BUCKET,
+            contract.STAT_BATCH_SUM,
+            [time.monotonic() - batch.started],
+            self.written,
+        )
         awaits_flush = outcome.awaits_flush and outcome.deferred is None
         self.acks.add(done, outcome.publishable, published_at, awaits_flush=awaits_flush, fresh=batch.fresh)
         self._ack_durable()
@@ -231,7 +237,7 @@ class Relay:
             )
         self.pg_down = error
         self.pg_retry_at = time.monotonic() + self.pg_backoff.failed(error)
-        done.count("audit_failures")
+        done.count(contract.STAT_AUDIT_FAILURES)
         self._defer_unacked(error)
 
     def audit_ok(self) -> None:

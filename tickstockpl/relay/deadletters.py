@@ -160,6 +160,8 @@ def add(
     log.warning("dead letter (%s): %s", stage, reason)
     entry = dead_letter_entry(payload, reason, stage, sqlstate=sqlstate, event=event, published=published)
     done.dead_letters.append(entry)
-    done.count("dead_lettered")
+    done.count(contract.STAT_DEAD_LETTERED)
     pattern = event["data"].get("pattern") if isinstance(event, dict) else None
-    done.count(f"dead_lettered:{pattern if isinstance(pattern, str) else 'unknown'}")
+    done.count(
+        contract.stat_field(contract.STAT_DEAD_LETTERED, pattern if isinstance(pattern, str) else "unknown")
+    )

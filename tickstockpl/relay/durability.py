@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from tickstockpl import contract
 from tickstockpl.audit import AuditLog
 from tickstockpl.errors import AuditConfigError, PostgresUnavailable, TickStockPLError
 from tickstockpl.publisher import Outgoing
@@ -122,7 +123,7 @@ class DurableAcks:
                 continue
             reason = f"audit row not confirmed on disk: {error}"
             batch.done.backlog += backlog_rows(batch.items, batch.published_at, reason)
-            batch.done.count("audit_deferred", len(batch.items))
+            batch.done.count(contract.STAT_AUDIT_DEFERRED, len(batch.items))
             batch.needs_flush = 0
             deferred = True
         return deferred

@@ -100,6 +100,6 @@ def drain_backlog(relay: Relay) -> None:
         deadletters.add(
             done, item.payload, reason, "audit", sqlstate=error.sqlstate, event=item.event, published=True
         )
-    done.count("audit_backlog_written", len(outcome.publishable))
+    done.count(contract.STAT_AUDIT_BACKLOG_WRITTEN, len(outcome.publishable))
     lists.finish(relay.client, done)
     log.info("wrote %d deferred audit row(s)", len(outcome.publishable))

@@ -38,7 +38,7 @@ log = logging.getLogger("tickstockpl.detector")
 BUFFER_MAX = 100_000  # events held while Redis is away (~1 KB each: ~100 MB at worst)
 FLUSH_BATCH = 500  # events per LPUSH
 # Stats field: signals detected (and counted under detected:<pattern>) but below TICKSTOCKPL_MIN_CONFIDENCE.
-STAT_BELOW_MIN_CONFIDENCE = "signals_below_min_confidence"
+STAT_BELOW_MIN_CONFIDENCE = contract.STAT_SIGNALS_BELOW_MIN_CONFIDENCE
 DRAIN_TIMEOUT_S = 10.0  # how long a stopping detector keeps trying to hand over what it holds
 
 
@@ -184,12 +184,12 @@ class Detector:
         )
         self._source_rejects_seen = Counter(self.source.rejected)
         accepted = self.engine.accepted - before_accepted
-        stats["bars_received"] = accepted + sum(new_rejects.values())
+        stats[contract.STAT_BARS_RECEIVED] = accepted + sum(new_rejects.values())
         for reason, count in new_rejects.items():
-            stats["bars_rejected"] += count
-            stats[f"bars_rejected:{reason}"] += count
+            stats[contract.STAT_BARS_REJECTED] += count
+            stats[contract.stat_field(contract.STAT_BARS_REJECTED, reason)] += count
         for signal in signals:
-            stats[f"detected:{signal.pattern}"] += 1
+            stats[contract.stat_field(contract.STAT_DETECTED_BY, signal.pattern)] += 1
         stats[STAT_BELOW_MIN_CONFIDENCE] = len(signals) - len(published)
         self.buffer.put(events, +stats, time.time() if accepted else None)
         self.bars += len(batch)

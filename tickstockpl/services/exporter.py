@@ -3,8 +3,8 @@
 The other processes keep their figures in Redis (the stats hash, the lists, the heartbeat key), so a
 custom Collector reads them fresh on every scrape: nothing here can drift from the truth, and a
 restart of any process (or of the exporter) loses nothing. A store that is down is reported as
-`tickstockpl_up{dependency=...} 0`, never as a 500. Histograms that processes record with
-prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR) are served alongside.
+`tickstockpl_up{dependency=...} 0`, never as a 500. The relay's histograms live in the stats hash
+too (cumulative bucket counters), so there is one metrics path; field names come from the contract.
 
 Run it as `python -m tickstockpl.services.exporter`; it binds
 TICKSTOCKPL_METRICS_HOST:TICKSTOCKPL_METRICS_PORT
@@ -14,7 +14,6 @@ TICKSTOCKPL_METRICS_HOST:TICKSTOCKPL_METRICS_PORT
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -52,37 +50,62 @@ class StatFamily:
     label: str | None = "pattern"  # None: one unlabelled sample from total_field
 
 
-# The counters the processes HINCRBY into contract.KEY_STATS. Per-label fields win; when a process
-# only keeps the overall figure, it is served with an empty label (which Prometheus drops).
+# The counters the processes HINCRBY into contract.KEY_STATS (field names from the contract).
+# Per-label fields win; when a process only keeps the overall figure, it is served with an empty
+# label (which Prometheus drops).
 STAT_FAMILIES: tuple[StatFamily, ...] = (
     StatFamily(
-        "patterns_detected", "Patterns the detector found, by pattern.", "patterns_detected", "detected"
+        "patterns_detected",
+        "Patterns the detector found, by pattern.",
+        contract.STAT_PATTERNS_DETECTED,
+        contract.STAT_DETECTED_BY,
     ),
     StatFamily(
         "outbox_enqueued",
         "Records pushed onto the outbox, counted in the same transaction as the push (exact).",
-        "patterns_detected",
+        contract.STAT_PATTERNS_DETECTED,
         label=None,
     ),
-    StatFamily("patterns_published", "Patterns the relay published.", "patterns_published", "published"),
     StatFamily(
-        "patterns_dead_lettered", "Records moved to the dead-letter list.", "dead_lettered", "dead_lettered"
+        "patterns_published",
+        "Patterns the relay published.",
+        contract.STAT_PATTERNS_PUBLISHED,
+        contract.STAT_PUBLISHED_BY,
+    ),
+    StatFamily(
+        "patterns_dead_lettered",
+        "Records moved to the dead-letter list.",
+        contract.STAT_DEAD_LETTERED,
+        contract.STAT_DEAD_LETTERED,
     ),
     StatFamily(
         "publishes_zero_subscribers",
         "Publishes that reached no subscriber (counted, neither success nor failure).",
-        "published_zero_subscribers",
+        contract.STAT_PUBLISHED_ZERO_SUBSCRIBERS,
         label=None,
     ),
-    StatFamily("audit_failures", "Audit writes that failed.", "audit_failures", label=None),
-    StatFamily("audit_deferred", "Audit rows deferred to the backlog.", "audit_deferred", label=None),
+    StatFamily("audit_failures", "Audit writes that failed.", contract.STAT_AUDIT_FAILURES, label=None),
     StatFamily(
-        "audit_backlog_written", "Deferred audit rows written later.", "audit_backlog_written", label=None
+        "audit_deferred", "Audit rows deferred to the backlog.", contract.STAT_AUDIT_DEFERRED, label=None
     ),
-    StatFamily("relay_recovered", "Records recovered from the processing list.", "recovered", label=None),
-    StatFamily("bars_received", "Closed bars the detector received.", "bars_received", label=None),
     StatFamily(
-        "bars_rejected", "Bars the detector rejected, by reason.", "bars_rejected", "bars_rejected", "reason"
+        "audit_backlog_written",
+        "Deferred audit rows written later.",
+        contract.STAT_AUDIT_BACKLOG_WRITTEN,
+        label=None,
+    ),
+    StatFamily(
+        "relay_recovered", "Records recovered from the processing list.", contract.STAT_RECOVERED, label=None
+    ),
+    StatFamily(
+        "bars_received", "Closed bars the detector received.", contract.STAT_BARS_RECEIVED, label=None
+    ),
+    StatFamily(
+        "bars_rejected",
+        "Bars the detector rejected, by reason.",
+        contract.STAT_BARS_REJECTED,
+        contract.STAT_BARS_REJECTED,
+        "reason",
     ),
 )
 # Histograms kept in the stats hash as cumulative `<prefix>:<le>` counters (with `<prefix>:+Inf`)
@@ -91,15 +114,23 @@ STAT_HISTOGRAMS: tuple[tuple[str, str, str, str], ...] = (
     (
         "enqueue_to_publish_latency_seconds",
         "Seconds from the detector building an event to the relay publishing it.",
-        "latency_bucket",
-        "latency_sum_s",
+        contract.STAT_LATENCY_BUCKET,
+        contract.STAT_LATENCY_SUM,
     ),
-    ("relay_batch_duration_seconds", "Seconds the relay spent on one batch.", "batch_bucket", "batch_sum_s"),
+    (
+        "relay_batch_duration_seconds",
+        "Seconds the relay spent on one batch.",
+        contract.STAT_BATCH_BUCKET,
+        contract.STAT_BATCH_SUM,
+    ),
 )
 # Timestamps in the stats hash, served as ages.
 STAT_TIMES: Mapping[str, tuple[str, str]] = {
-    "last_pattern_time": ("last_pattern_age_seconds", "Seconds since the detector last enqueued a pattern."),
-    "last_publish_time": ("last_publish_age_seconds", "Seconds since the relay last published."),
+    contract.STAT_LAST_PATTERN_TIME: (
+        "last_pattern_age_seconds",
+        "Seconds since the detector last enqueued a pattern.",
+    ),
+    contract.STAT_LAST_PUBLISH_TIME: ("last_publish_age_seconds", "Seconds since the relay last published."),
 }
 # Lists whose length is the metric.
 DEPTHS: Mapping[str, tuple[str, str]] = {
@@ -317,21 +348,17 @@ def heartbeat_metric(raw: bytes | str | None, now: float) -> Metric:
     )
 
 
-def build_registry(
-    settings: Settings, multiproc_dir: str | None = None
-) -> tuple[CollectorRegistry, StackCollector]:
-    """A registry with only our collectors: the stack's state, plus multiprocess histograms if any."""
+def build_registry(settings: Settings) -> tuple[CollectorRegistry, StackCollector]:
+    """A registry with only our collector: the stack's state, read at scrape time."""
     registry = CollectorRegistry(auto_describe=False)
     collector = StackCollector(settings)
     registry.register(collector)
-    if multiproc_dir and os.path.isdir(multiproc_dir):
-        MultiProcessCollector(registry, path=multiproc_dir)
     return registry, collector
 
 
 def run(settings: Settings, stop: threading.Event) -> int:
     """Serve /metrics until `stop` is set."""
-    registry, collector = build_registry(settings, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    registry, collector = build_registry(settings)
     try:
         server, thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_host, registry=registry

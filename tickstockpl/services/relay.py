@@ -20,7 +20,6 @@ from tickstockpl.errors import RedisConfigError, RedisUnavailable
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.relay.batches import Relay
-from tickstockpl.relay.stats import LATENCY_BUCKETS_S
 from tickstockpl.settings import Settings
 
 log = logging.getLogger("tickstockpl.relay")
@@ -29,7 +28,7 @@ log = logging.getLogger("tickstockpl.relay")
 # default is 700. The relay's garbage is freed by refcount, so a collection finds almost nothing.
 GC_GEN0_THRESHOLD = 20_000
 
-__all__ = ["LATENCY_BUCKETS_S", "Relay", "loop", "main", "run", "tune_gc"]
+__all__ = ["Relay", "loop", "main", "run", "tune_gc"]
 
 
 def tune_gc() -> None:

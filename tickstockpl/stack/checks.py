@@ -59,7 +59,7 @@ def published_since(settings: Settings, since: float) -> bool:
     """True once the relay has published a pattern at or after `since` (epoch seconds)."""
     client = health.checking_client(settings, timeout_s=2)
     try:
-        raw = client.hget(contract.KEY_STATS, "last_publish_time")
+        raw = client.hget(contract.KEY_STATS, contract.STAT_LAST_PUBLISH_TIME)
         return raw is not None and float(raw) >= since
     except (redis.RedisError, OSError, ValueError):
         return False

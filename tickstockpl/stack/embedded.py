@@ -44,10 +44,6 @@ class EmbeddedStack:
     def __post_init__(self) -> None:
         self.supervisord = Supervisord(self.var_dir, self.root)
 
-    @property
-    def metrics_dir(self) -> Path:
-        return self.var_dir / "metrics"
-
     def environment(self) -> dict[str, str]:
         """What supervisord (and so every program) runs with: the resolved settings, spelled out."""
         env = dict(os.environ)
@@ -57,7 +53,6 @@ class EmbeddedStack:
                 "TICKSTOCKPL_VAR": str(self.var_dir),
                 "TICKSTOCKPL_PYTHON": sys.executable,
                 "TICKSTOCKPL_AUTOSTART": "false",
-                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -72,9 +67,6 @@ class EmbeddedStack:
         return stores
 
     def start_supervisord(self, foreground: bool = False) -> subprocess.Popen[bytes]:
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.metrics_dir.iterdir():  # multiprocess files belong to the previous run
-            stale.unlink()
         return self.supervisord.start(self.environment(), foreground)
 
     # --- health ----------------------------------------------------------------------------------
