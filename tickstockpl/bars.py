@@ -2,8 +2,7 @@
 
 A bar that fails a check is never an exception: it is counted under a short reason and skipped, so a
 source that sends garbage cannot crash the detector. The value checks are vectorised (`check_arrays`)
-because the engine validates a whole bar boundary (thousands of symbols) in one pass; `check_bar` is the
-same code for one bar.
+because the engine validates a whole bar boundary (thousands of symbols) in one pass.
 """
 
 from __future__ import annotations
@@ -105,20 +104,6 @@ def check_arrays(
     for reason, failed in reversed(checks):  # reversed, so the first check's code is written last
         codes[failed] = VALUE_REASON_CODES[reason]
     return codes
-
-
-def check_bar(bar: Bar) -> str | None:
-    """The reason a single bar is malformed, or None; same rules as `check_arrays`."""
-    code = int(
-        check_arrays(
-            np.array([bar.open]),
-            np.array([bar.high]),
-            np.array([bar.low]),
-            np.array([bar.close]),
-            np.array([bar.volume]),
-        )[0]
-    )
-    return REASONS[code - 1] if code else None
 
 
 def symbol_is_valid(symbol: object) -> bool:

@@ -106,16 +106,9 @@ def stat_field(prefix: str, label: object) -> str:
 
 # Appendix B item 11: the key is < 30 s old at every sample (the consumer's 30 s fallback check).
 HEARTBEAT_MAX_AGE_S: Final = 30.0
-# Consumer-owned keys the producer must never write (§5.3).
-CONSUMER_OWNED_KEY_PATTERNS: Final = (
-    "tickstock:patterns:*",
-    "tickstock:indexes:*",
-    "tickstock:api_cache:*",
-    "tickstock:jobs:*",
-    "tickstock:user_jobs:*",
-    "tickstock:active_jobs",
-    "tickstock:alerts:*",
-)
+# Consumer-owned keys the producer never writes (§5.3): tickstock:patterns:*, tickstock:indexes:*,
+# tickstock:api_cache:*, tickstock:jobs:*, tickstock:user_jobs:*, tickstock:active_jobs and
+# tickstock:alerts:*. Every producer key starts with PRODUCER_PREFIX, apart from KEY_HEARTBEAT.
 
 # --- integration_events checkpoints (§2.3, §4.6) ---------------------------------------------------
 CHECKPOINT_PATTERN_PUBLISHED: Final = "PATTERN_PUBLISHED"

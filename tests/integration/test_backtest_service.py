@@ -253,7 +253,7 @@ def test_run_once_drains_the_queue_in_process(
     left_running, left_queued = consumer_job(job_id(50), **BARRIER), consumer_job(job_id(51), **BARRIER)
     redis_client.lpush(contract.KEY_BACKTEST_RUNNING, json.dumps(left_running))
     redis_client.lpush(contract.KEY_BACKTEST_QUEUE, json.dumps(left_queued))
-    assert run(bars, once=True) == 0
+    assert run(bars, burst=True) == 0
     # All was published before run() returned; a sentinel after it proves the listener has it all.
     redis_client.publish(contract.CHANNEL_BACKTEST_RESULTS, json.dumps({"job_id": "sentinel"}))
     listener.wait_result("sentinel")

@@ -24,7 +24,7 @@ def check(settings: Settings, *extra: str) -> tuple[int, str]:
 
 
 def test_fresh_after_the_real_heartbeat_ran(settings: Settings) -> None:
-    assert heartbeat_service.run(fast(settings), once=True) == 0
+    assert heartbeat_service.run(fast(settings), burst=True) == 0
     code, out = check(settings)
     assert code == 0 and "fresh" in out
 

@@ -51,7 +51,7 @@ def test_one_readable_line_per_event(settings: Settings, redis_client: redis.Red
     )
     assert published.returncode == 0, published.stdout
     flow_id = published.stdout.split("flow_id=")[1].split()[0]
-    assert heartbeat_service.run(fast(settings), once=True) == 0  # one system_health event
+    assert heartbeat_service.run(fast(settings), burst=True) == 0  # one system_health event
     progress = contract.build_backtest_progress("backtest_1758300000_ab12cd34", 0.45, current_symbol="AAPL")
     redis_client.publish(contract.CHANNEL_BACKTEST_PROGRESS, json.dumps(progress))
     result = contract.build_backtest_result(
@@ -127,7 +127,7 @@ def test_survives_a_redis_restart(settings: Settings, redis_client: redis.Redis,
 def test_redis_unreachable_is_one_line(settings: Settings) -> None:
     result = run_cli(settings.replace(redis_port=free_port()), "tail", "--count", "1")
     assert result.returncode == 69
-    assert len(result.stdout.strip().splitlines()) == 1 and "unavailable" in result.stdout
+    assert len(result.stdout.strip().splitlines()) == 1 and "unreachable" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 

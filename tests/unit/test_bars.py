@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from tickstockpl import bars
-from tickstockpl.bars import Bar, bar_from_fields, check_bar, tier_for, timeframe_label
+from tickstockpl.bars import REASONS, Bar, bar_from_fields, check_arrays, tier_for, timeframe_label
+
+
+def check_bar(bar: Bar) -> str | None:
+    """The reason a single bar is malformed, or None: `check_arrays` on one bar."""
+    arrays = (np.array([value]) for value in (bar.open, bar.high, bar.low, bar.close, bar.volume))
+    code = int(check_arrays(*arrays)[0])
+    return REASONS[code - 1] if code else None
+
 
 GOOD = Bar("AAPL", 60, 1_700_000_000, 10.0, 11.0, 9.0, 10.5, 1000.0)
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from tickstockpl.bars import check_bar
+from tests.unit.test_bars import check_bar
 from tickstockpl.patterns import PatternSet, history_signals
 from tickstockpl.sources.synthetic import SyntheticMarket, SyntheticSource
 

@@ -16,8 +16,9 @@ from tickstockpl.backtest.history import HistorySource, MemoryHistory
 from tickstockpl.backtest.jobs import DAILY, JobError, Parameters, parse_job
 from tickstockpl.backtest.runner import run_job
 from tickstockpl.backtest.store import PostgresHistory
+from tickstockpl.commands.common import store_error_exit
 from tickstockpl.errors import AuditConfigError, StoreUnavailable
-from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
 
 DEFAULTS = Parameters()
@@ -92,12 +93,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except JobError as exc:
         print(f"backtest: {exc}")
         return RET_FAILED
-    except StoreUnavailable as exc:
-        print(f"backtest: PostgreSQL at {settings.postgres_target} unreachable: {exc}")
-        return RET_UNAVAILABLE
-    except AuditConfigError as exc:
-        print(f"backtest: PostgreSQL at {settings.postgres_target} refused: {exc}")
-        return RET_CONFIG
+    except (StoreUnavailable, AuditConfigError) as exc:
+        return store_error_exit("backtest", exc, settings)
     finally:
         if store is not None:
             store.close()

@@ -14,8 +14,9 @@ import time
 import redis
 
 from tickstockpl import contract
+from tickstockpl.commands.common import store_error_exit
 from tickstockpl.errors import RedisUnavailable
-from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.exitcodes import RET_OK, RET_USAGE
 from tickstockpl.relay import deadletters, lists
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
@@ -44,8 +45,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         letters = deadletters.dead_letters(client, limit=args.limit)
         total = lists.length(client, contract.KEY_DEAD_LETTERS)
     except RedisUnavailable as exc:
-        print(f"deadletters: Redis at {settings.redis_target} unreachable: {exc}")
-        return RET_UNAVAILABLE
+        return store_error_exit("deadletters", exc, settings)
     finally:
         client.close()
     if args.json:

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from tickstockpl import contract, health
+from tickstockpl.commands.common import add_max_age
 from tickstockpl.errors import AuditConfigError, RedisConfigError, TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
@@ -55,13 +56,7 @@ class Check:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
-    parser.add_argument(
-        "--max-age",
-        type=float,
-        default=contract.HEARTBEAT_MAX_AGE_S,
-        metavar="SECONDS",
-        help=f"oldest heartbeat that counts as fresh (default {contract.HEARTBEAT_MAX_AGE_S:g})",
-    )
+    add_max_age(parser)
     parser.add_argument(
         "--expect-running",
         action="store_true",

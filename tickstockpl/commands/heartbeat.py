@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from tickstockpl import contract, health
+from tickstockpl.commands.common import add_max_age
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
@@ -17,13 +18,7 @@ from tickstockpl.settings import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="exit 1 unless the heartbeat is fresh")
-    parser.add_argument(
-        "--max-age",
-        type=float,
-        default=contract.HEARTBEAT_MAX_AGE_S,
-        metavar="SECONDS",
-        help=f"oldest heartbeat that counts as fresh (default {contract.HEARTBEAT_MAX_AGE_S:g})",
-    )
+    add_max_age(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

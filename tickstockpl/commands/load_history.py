@@ -12,8 +12,9 @@ from pathlib import Path
 from tickstockpl.backtest.display import ProgressBar
 from tickstockpl.backtest.history import Series, read_csv, timeframe_seconds
 from tickstockpl.backtest.store import PostgresHistory
+from tickstockpl.commands.common import store_error_exit
 from tickstockpl.errors import AuditConfigError, StoreUnavailable
-from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.exitcodes import RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
 
 
@@ -65,12 +66,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             what = f"{item.symbol} {item.timeframe}: {len(item.times):,} bars, {changed:,} new or changed"
             lines.append(f"  {path.name}: {what}")
         bar.done(f"{total:,}/{total:,} bars")
-    except StoreUnavailable as exc:
-        print(f"\nload-history: PostgreSQL at {settings.postgres_target} unreachable: {exc}")
-        return RET_UNAVAILABLE
-    except AuditConfigError as exc:
-        print(f"\nload-history: PostgreSQL at {settings.postgres_target} refused: {exc}")
-        return RET_CONFIG
+    except (StoreUnavailable, AuditConfigError) as exc:
+        print()  # end the progress bar's line
+        return store_error_exit("load-history", exc, settings)
     finally:
         store.close()
     print("\n".join(lines))

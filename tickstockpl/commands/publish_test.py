@@ -13,8 +13,15 @@ import redis
 
 from tickstockpl import contract
 from tickstockpl.audit import AuditLog
-from tickstockpl.errors import AuditConfigError, AuditDataError, RedisUnavailable, StoreUnavailable
-from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.commands.common import store_error_exit
+from tickstockpl.errors import (
+    AuditConfigError,
+    AuditDataError,
+    RedisConfigError,
+    RedisUnavailable,
+    StoreUnavailable,
+)
+from tickstockpl.exitcodes import RET_OK, RET_USAGE
 from tickstockpl.publisher import Outgoing, audit_then_publish
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
@@ -61,15 +68,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         counts = audit_then_publish(
             client, audit, batch, replay_maxlen=settings.replay_stream_maxlen, extra_details=extra
         )
-    except StoreUnavailable as exc:
-        print(f"publish-test: {_where(exc, settings)} unreachable: {exc}")
-        return RET_UNAVAILABLE
-    except AuditConfigError as exc:
-        print(f"publish-test: audit database {settings.postgres_target} refused the row: {exc}")
-        return RET_CONFIG
-    except AuditDataError as exc:
-        print(f"publish-test: audit database rejected the event: {exc}")
-        return RET_USAGE
+    except (StoreUnavailable, RedisConfigError, AuditConfigError, AuditDataError) as exc:
+        return store_error_exit("publish-test", exc, settings)
     finally:
         audit.close()
         client.close()
@@ -89,12 +89,6 @@ def _ping(client: redis.Redis, settings: Settings) -> None:
     try:
         client.ping()
     except redis.AuthenticationError as exc:
-        raise AuditConfigError(f"Redis {settings.redis_target}: {exc}") from None
+        raise RedisConfigError(str(exc)) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(str(exc)) from None
-
-
-def _where(exc: Exception, settings: Settings) -> str:
-    if isinstance(exc, RedisUnavailable):
-        return f"Redis at {settings.redis_target}"
-    return f"PostgreSQL at {settings.postgres_target}"

@@ -19,8 +19,9 @@ import redis
 
 from tickstockpl import contract, health
 from tickstockpl.backoff import Backoff
-from tickstockpl.errors import RedisConfigError, TickStockPLError
-from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE, RET_USAGE
+from tickstockpl.commands.common import store_error_exit
+from tickstockpl.errors import TickStockPLError
+from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
 from tickstockpl.settings import Settings
 
 KIND = {
@@ -156,12 +157,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     client = health.checking_client(settings)
     try:
         health.ping_redis(client)
-    except RedisConfigError as exc:
-        print(f"tail: Redis at {settings.redis_target} refused our credentials: {exc}")
-        return RET_CONFIG
     except TickStockPLError as exc:
-        print(f"tail: Redis at {settings.redis_target} unavailable: {exc}")
-        return RET_UNAVAILABLE
+        return store_error_exit("tail", exc, settings)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     seen = 0
     backoff = Backoff("Redis")

@@ -26,8 +26,6 @@ from talib import abstract
 from tickstockpl.patterns.rules import RULES, Candles, Rule, Total
 from tickstockpl.patterns.windows import FloatArray, Windows, volume_score
 
-BULLISH, BEARISH, NEUTRAL = 1, -1, 0
-
 # TA-Lib function -> published name. The first eleven are the consumer UI's names (contract §3.1).
 CANDLE_FUNCTIONS: dict[str, str] = {
     "CDLDOJI": "Doji",

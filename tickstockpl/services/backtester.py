@@ -216,8 +216,8 @@ class _Progress:
         self.sent, self.last = True, now
 
 
-def run(settings: Settings, stop: threading.Event | None = None, *, once: bool = False) -> int:
-    """Serve jobs until `stop` is set (or, with `once`, until the queue and the channels are quiet)."""
+def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool = False) -> int:
+    """Serve jobs until `stop` is set (or, with `burst`, until the queue and the channels are quiet)."""
     stop = stop or threading.Event()
     service = Backtester(settings, stop)
     backoff = Backoff("Redis/PostgreSQL")
@@ -239,8 +239,8 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
                 except REDIS_ERRORS:
                     service.disconnect()
                 continue
-            if once and not ran:
-                reason = "queue empty, quitting (once)"
+            if burst and not ran:
+                reason = "burst done: queue empty"
                 break
         log.info(reason)
     finally:

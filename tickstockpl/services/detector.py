@@ -201,17 +201,17 @@ class Detector:
         stop: threading.Event,
         *,
         max_bars: int | None = None,
-        once: bool = False,
+        burst: bool = False,
         drain_timeout_s: float,
     ) -> str:
-        """Loop until the source ends, `stop` is set, `max_bars` bars are in, or one batch (`once`)."""
+        """Loop until the source ends, `stop` is set, `max_bars` bars are in, or one batch (`burst`)."""
         self.buffer.start()
         reason = "the source has no more bars"
         try:
             for batch in self.source.batches(stop):
                 self.step(batch)
-                if once:
-                    reason = "once: one batch done"
+                if burst:
+                    reason = "burst done: one batch"
                     break
                 if max_bars is not None and self.bars >= max_bars:
                     reason = f"max_bars reached ({self.bars} bars)"
@@ -233,7 +233,7 @@ def run(
     stop: threading.Event | None = None,
     *,
     max_bars: int | None = None,
-    once: bool = False,
+    burst: bool = False,
     source: BarSource | None = None,
     client: redis.Redis | None = None,
     drain_timeout_s: float = DRAIN_TIMEOUT_S,
@@ -250,7 +250,7 @@ def run(
         log.error("cannot open the %s source: %s", settings.source, exc)
         return RET_CONFIG
     try:
-        return _run(detector, settings, stop, max_bars=max_bars, once=once, drain_timeout_s=drain_timeout_s)
+        return _run(detector, settings, stop, max_bars=max_bars, burst=burst, drain_timeout_s=drain_timeout_s)
     finally:
         if own_client:
             detector.buffer.client.close()
@@ -262,7 +262,7 @@ def _run(
     stop: threading.Event,
     *,
     max_bars: int | None,
-    once: bool,
+    burst: bool,
     drain_timeout_s: float,
 ) -> int:
     try:
@@ -282,7 +282,7 @@ def _run(
         settings.redis_target,
     )
     started = time.monotonic()
-    reason = detector.run(stop, max_bars=max_bars, once=once, drain_timeout_s=drain_timeout_s)
+    reason = detector.run(stop, max_bars=max_bars, burst=burst, drain_timeout_s=drain_timeout_s)
     log.info(
         "detector stopped: %s; %d bars, %d signals, %d events enqueued, %d rejected %s in %.1f s",
         reason,

@@ -264,8 +264,8 @@ class Heartbeat:
             pass
 
 
-def run(settings: Settings, stop: threading.Event | None = None, *, once: bool = False) -> int:
-    """The heartbeat loop until `stop` is set; `once` does every job one time (tests, cron)."""
+def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool = False) -> int:
+    """The heartbeat loop until `stop` is set; `burst` does every job one time, then exits (tests, cron)."""
     stop = stop or threading.Event()
     beat = Heartbeat(settings)
     log.info(
@@ -297,8 +297,8 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
             if now >= next_health:
                 beat.publish_health(changed=False)
                 next_health = _next_slot(next_health, settings.health_interval_s, now)
-            if once:
-                reason, clean = "done (once)", False
+            if burst:
+                reason, clean = "burst done: every job ran once", False
                 break
             if stop.wait(max(0.0, min(next_beat, next_alive, next_health) - time.monotonic())):
                 break
