@@ -264,6 +264,8 @@ def test_stale_records_of_a_dead_relay_are_recovered_while_running(
     process = RelayProcess(settings, TICKSTOCKPL_RELAY_STALE_AFTER="0.5")
     try:
         process.wait_for_output("relay starting")
+        # Past its start-up recovery (which would take these as its own leftovers): waiting on BLMOVE.
+        poll(lambda: any(c.get("cmd") == "blmove" for c in redis_client.client_list()), 10, "relay idle")
         events = make_events(6)
         # Another relay moved these, then died: they are not this relay's, and not in the outbox.
         redis_client.lpush(contract.KEY_PROCESSING, *[contract.encode(event).encode() for event in events])
