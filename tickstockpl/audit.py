@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import psycopg2
@@ -60,6 +60,18 @@ FROM batch t
 WHERE t.flow_id NOT IN (SELECT flow_id FROM existing)
 """
 _AUDIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))"
+# The same skip-existing write as db/init.sql's SECURITY DEFINER function, for a role that may not
+# SELECT the table (the least-privilege writer, tickstockpl_producer): it takes the lock itself.
+# Used whenever the connected role may EXECUTE it; the inline form above is the fallback for a
+# consumer-owned database without it (app_readwrite, which can read the table).
+LOG_NEW_FUNCTION: Final = "tickstockpl_log_new(jsonb, varchar, varchar, varchar, varchar)"
+_LOG_NEW_CALL_SQL = """
+SELECT f FROM tickstockpl_log_new(%(rows)s::jsonb, %(event_type)s, %(source)s, %(checkpoint)s,
+                                  %(channel)s) AS f
+"""
+_CAN_CALL_LOG_NEW_SQL = (
+    "SELECT coalesce(has_function_privilege(p, 'EXECUTE'), false) FROM to_regprocedure(%s) AS p"
+)
 # A write that does not wait for its WAL flush (see AuditLog.log_published, `durable`). SET LOCAL
 # lasts to the end of the query string's implicit transaction.
 _NOT_DURABLE_SQL = "SET LOCAL synchronous_commit TO off"
@@ -118,6 +130,7 @@ class AuditLog:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._conn: psycopg2.extensions.connection | None = None
+        self._log_new_sql = ""  # chosen per connection, see _skip_existing_sql
 
     @property
     def enabled(self) -> bool:
@@ -135,9 +148,24 @@ class AuditLog:
                     client_encoding="UTF8",
                 )
                 self._conn.autocommit = True
+                self._log_new_sql = self._skip_existing_sql(self._conn)
             except psycopg2.Error as exc:
+                self.close()
                 raise classify(exc) from None
         return self._conn
+
+    @staticmethod
+    def _skip_existing_sql(conn: psycopg2.extensions.connection) -> str:
+        """The skip-existing write this role may run: the definer function, else the inline check."""
+        with conn.cursor() as cursor:
+            cursor.execute(_CAN_CALL_LOG_NEW_SQL, (LOG_NEW_FUNCTION,))
+            row = cursor.fetchone()
+        return _LOG_NEW_CALL_SQL if row and row[0] else f"{_AUDIT_LOCK_SQL};\n{_LOG_NEW_SQL}"
+
+    @property
+    def uses_definer_function(self) -> bool:
+        """True when skip-existing writes go through tickstockpl_log_new (known once connected)."""
+        return self._log_new_sql == _LOG_NEW_CALL_SQL
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -194,12 +222,13 @@ class AuditLog:
             "checkpoint": contract.CHECKPOINT_PATTERN_PUBLISHED,
             "channel": contract.CHANNEL_PATTERNS,
         }
-        # Two statements in one query string share one implicit transaction (the lock is held to its
-        # end) and each gets its own snapshot, so the check sees rows committed before the lock.
-        sql = f"{_AUDIT_LOCK_SQL};\n{_LOG_NEW_SQL}" if skip_existing else _LOG_PUBLISHED_SQL
-        if not durable:
-            sql = f"{_NOT_DURABLE_SQL};\n{sql}"
         with self._transaction() as cursor:
+            # Inline, two statements in one query string share one implicit transaction (the lock is
+            # held to its end) and each gets its own snapshot, so the check sees rows committed
+            # before the lock; the definer function does the same inside.
+            sql = self._log_new_sql if skip_existing else _LOG_PUBLISHED_SQL
+            if not durable:
+                sql = f"{_NOT_DURABLE_SQL};\n{sql}"
             cursor.execute(sql, params)
             return [str(row[0]) for row in cursor.fetchall()]
 

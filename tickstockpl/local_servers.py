@@ -79,6 +79,49 @@ def unprivileged_user() -> pwd.struct_passwd | None:
     raise LocalServerError("running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL")
 
 
+def ensure_service_user(name: str, python: str, cwd: Path) -> str | None:
+    """As root: create `name` as a system user if missing, and check that it can run `python` with
+    our package. None when it can; else why not (a 0700 home above a pyenv interpreter, say)."""
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd")
+        if useradd is None:
+            return f"user {name!r} does not exist and there is no useradd (set TICKSTOCKPL_SERVICE_USER)"
+        created = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if created.returncode != 0:
+            return f"useradd {name} failed: {created.stderr.strip()}"
+        account = pwd.getpwnam(name)
+    if account.pw_uid == 0:
+        return f"TICKSTOCKPL_SERVICE_USER={name} is uid 0"
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import tickstockpl.supervised"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
+        failed, why = probe.returncode != 0, (probe.stderr.strip().splitlines() or [""])[-1]
+    except OSError as exc:
+        failed, why = True, str(exc)
+    if failed:
+        return (
+            f"{name} cannot run {python} ({why}); install the virtualenv from a Python other users "
+            f"can execute (make install PYTHON=/usr/bin/python3), or readable project files"
+        )
+    return None
+
+
 @dataclass
 class LocalRedis:
     """A redis-server on a free port in `directory`; appendonly on so a restart keeps the data."""

@@ -25,6 +25,15 @@ DEFAULT_SYMBOLS = (
 )  # fmt: skip
 
 
+# The producer's roles, created by db/init.sql (docs/stack.md, "Least privilege").
+AUDIT_ROLE = "tickstockpl_producer"  # write-only: EXECUTE + INSERT, no SELECT/UPDATE/DELETE/TRUNCATE
+READ_ROLE = "tickstockpl_reader"  # SELECT only: doctor's flow checks
+BACKTEST_ROLE = "tickstockpl_backtester"  # SELECT on historical_bars only
+# Names an environment variable that holds the dotenv file to read; empty: none (the stack's
+# services get every setting spelled out in their environment, and may not read .env).
+ENV_FILE_VARIABLE = "TICKSTOCKPL_ENV_FILE"
+
+
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
@@ -132,7 +141,22 @@ class Settings:
     # The stack (`make up`): auto = docker compose when a Docker daemon answers, else embedded.
     stack_mode: str = _setting("TICKSTOCKPL_STACK", "auto", _choice("auto", "embedded", "docker"))
     # A superuser URI for a PostgreSQL that `make up` attaches to: apply db/init.sql, set role passwords.
+    # Only `up` itself uses it: it never reaches the services' environment.
     postgres_admin_uri: str = _setting("POSTGRES_ADMIN_URI", "", secret=True)
+    # Database roles (docs/stack.md, "Least privilege"). `least`: where `make up` prepares the
+    # database it gives the producer's roles passwords (generated into .env) and runs the services
+    # with them: the write-only audit role for the audit, the reader for doctor's flow checks, the
+    # backtester's role for historical_bars. `shared`: every service uses POSTGRES_USER (the weaker
+    # option: app_readwrite can UPDATE, DELETE and TRUNCATE the audit trail).
+    db_roles: str = _setting("TICKSTOCKPL_DB_ROLES", "least", _choice("least", "shared"))
+    audit_user: str = _setting("POSTGRES_AUDIT_USER", AUDIT_ROLE)
+    audit_password: str = _setting("POSTGRES_AUDIT_PASSWORD", "", secret=True)
+    read_user: str = _setting("POSTGRES_READ_USER", READ_ROLE)
+    read_password: str = _setting("POSTGRES_READ_PASSWORD", "", secret=True)
+    backtest_user: str = _setting("POSTGRES_BACKTEST_USER", BACKTEST_ROLE)
+    backtest_password: str = _setting("POSTGRES_BACKTEST_PASSWORD", "", secret=True)
+    # Who runs the services when `make up` runs as root (created as a system user if missing).
+    service_user: str = _setting("TICKSTOCKPL_SERVICE_USER", "tickstockpl")
     # Where the embedded stack keeps its state (supervisord socket, logs, local stores); relative to the root.
     var_dir: str = _setting("TICKSTOCKPL_VAR_DIR", "var")
 
@@ -140,9 +164,15 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
     ) -> Settings:
-        """Read the environment, with `.env` (if present) filling in what the environment lacks."""
+        """Read the environment, with `.env` (if present) filling in what the environment lacks.
+
+        TICKSTOCKPL_ENV_FILE in the environment names another dotenv file (empty: none).
+        """
+        environ = os.environ if environ is None else environ
+        if ENV_FILE_VARIABLE in environ:
+            env_file = environ[ENV_FILE_VARIABLE] or None
         values = dict(read_env_file(env_file)) if env_file else {}
-        values.update(os.environ if environ is None else environ)
+        values.update(environ)
         kwargs: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
             name = item.metadata["env"]
@@ -176,6 +206,27 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def _as_role(self, user: str, password: str) -> Settings:
+        """The same settings connecting as `user`, when its password is known (else unchanged)."""
+        if self.database_uri or not (user and password):
+            return self
+        return self.replace(postgres_user=user, postgres_password=password)
+
+    def with_service_roles(self) -> Settings:
+        """What the services run with: the audit role as POSTGRES_USER under `least` once its
+        password is known (`make up` generates it), else as configured."""
+        if self.db_roles != "least":
+            return self
+        return self._as_role(self.audit_user, self.audit_password)
+
+    def for_reading(self) -> Settings:
+        """Connect as the read role (doctor's flow checks), if its password is known."""
+        return self._as_role(self.read_user, self.read_password)
+
+    def for_backtest(self) -> Settings:
+        """Connect as the backtester's role (historical_bars), if its password is known."""
+        return self._as_role(self.backtest_user, self.backtest_password)
 
     @property
     def redis_url(self) -> str:

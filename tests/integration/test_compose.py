@@ -149,6 +149,7 @@ def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path:
         "ENV_TICKSTOCKPL_VAR": str(tmp_path),
         "ENV_TICKSTOCKPL_PYTHON": sys.executable,
         "ENV_TICKSTOCKPL_AUTOSTART": "false",
+        "ENV_TICKSTOCKPL_SERVICE_USER": "nobody",
     }
     options.configfile = str(ROOT / "supervisord.conf")
     options.process_config(do_usage=False)

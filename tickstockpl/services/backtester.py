@@ -43,7 +43,7 @@ class Backtester:
         self.stop = stop
         self.redis = redis_client(settings)
         self.queue = JobQueue(self.redis)
-        self.history = PostgresHistory(settings)
+        self.history = PostgresHistory(settings.for_backtest())  # its own role: historical_bars only
         self.pubsub: Any = None
         self.current: str | None = None  # job_id running now
         self.cancel_current = False

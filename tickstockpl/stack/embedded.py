@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -22,11 +23,15 @@ import psycopg2
 
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_UNAVAILABLE
-from tickstockpl.settings import Settings
+from tickstockpl.local_servers import ensure_service_user
+from tickstockpl.settings import ENV_FILE_VARIABLE, Settings
 from tickstockpl.stack.base import ROOT, StackError, failed, say
 from tickstockpl.stack.checks import published_since, required_checks, run_doctor
 from tickstockpl.stack.stores import LocalStores, choose_stores, ensure_password, prepare_database
 from tickstockpl.stack.supervisord import Supervisord
+
+# Superuser secrets: `up` uses them to prepare the database; no service's environment holds them.
+SUPERUSER_VARIABLES = ("POSTGRES_ADMIN_URI", "POSTGRES_SUPERUSER_PASSWORD")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class EmbeddedStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     supervisord: Supervisord = field(init=False)
     _since: float = field(default_factory=time.time, repr=False)  # when this `up` began
+    _service_user: str = field(default="", repr=False)  # "root" when the fallback applies
 
     def __post_init__(self) -> None:
         self.supervisord = Supervisord(self.var_dir, self.root)
@@ -50,9 +56,11 @@ class EmbeddedStack:
         return self.var_dir / "metrics"
 
     def environment(self) -> dict[str, str]:
-        """What supervisord (and so every program) runs with: the resolved settings, spelled out."""
+        """What supervisord (and so every program) runs with: the resolved settings, spelled out,
+        with the services' database roles, and without any superuser secret (only `up` itself
+        prepares the database). The services read no .env: everything they need is here."""
         env = dict(os.environ)
-        env.update(self.settings.to_env())
+        env.update(self.settings.with_service_roles().to_env())
         env.update(
             {
                 "TICKSTOCKPL_VAR": str(self.var_dir),
@@ -60,10 +68,38 @@ class EmbeddedStack:
                 "TICKSTOCKPL_AUTOSTART": "false",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PYTHONUNBUFFERED": "1",
+                ENV_FILE_VARIABLE: "",
+                "TICKSTOCKPL_SERVICE_USER": self.service_user,
             }
         )
         env.update(self.extra_env)
+        for name in SUPERUSER_VARIABLES:
+            env.pop(name, None)
         return env
+
+    @property
+    def service_user(self) -> str:
+        """Who supervisord runs the services as: ourselves, or when we are root the service user
+        (root only when that user cannot run our interpreter; `up` says so loudly)."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        return self._service_user or self.settings.service_user
+
+    def prepare_service_user(self) -> None:
+        """As root: make sure the service user exists, can run our interpreter, and owns what the
+        services write under var/ (the metrics directory); else fall back to root, loudly."""
+        self._service_user = ""
+        if os.geteuid() != 0:
+            return
+        python = self.extra_env.get("TICKSTOCKPL_PYTHON", sys.executable)
+        problem = ensure_service_user(self.settings.service_user, python, self.root)
+        if problem is not None:
+            self._service_user = "root"
+            say(f"WARNING: the services run as ROOT: {problem}")
+            return
+        account = pwd.getpwnam(self.settings.service_user)
+        os.chown(self.metrics_dir, account.pw_uid, account.pw_gid)
+        say(f"the services run as {account.pw_name} (uid {account.pw_uid})")
 
     def plan_stores(self) -> LocalStores:
         """Choose the stores, keep a generated password, and hand the local ones to supervisord."""
@@ -76,6 +112,7 @@ class EmbeddedStack:
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.metrics_dir.iterdir():  # multiprocess files belong to the previous run
             stale.unlink()
+        self.prepare_service_user()
         return self.supervisord.start(self.environment(), foreground)
 
     # --- health ----------------------------------------------------------------------------------
