@@ -21,7 +21,7 @@ import psycopg2.extensions
 import redis
 
 from tickstockpl import contract
-from tickstockpl.audit import classify
+from tickstockpl.audit import LOG_NEW_FUNCTION, classify
 from tickstockpl.errors import AuditConfigError, RedisConfigError
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client, redis_errors
@@ -275,11 +275,26 @@ class SchemaStatus:
     can_insert: bool
     can_execute: bool
     can_use_sequence: bool
-    can_select: bool  # needed only by doctor's flow checks, not by the producer
+    can_select: bool  # doctor's flow checks; the relay's inline duplicate check
+    can_update: bool = False
+    can_delete: bool = False
+    can_truncate: bool = False
+    log_new_callable: bool = False  # tickstockpl_log_new (db/init.sql): duplicate check without SELECT
 
     @property
     def callable(self) -> bool:
         return self.table and self.function and self.can_insert and self.can_execute and self.can_use_sequence
+
+    @property
+    def can_skip_existing(self) -> bool:
+        """The relay's duplicate check works: through the definer function, or inline with SELECT."""
+        return self.log_new_callable or self.can_select
+
+    @property
+    def can_erase(self) -> tuple[str, ...]:
+        """What this role may do to existing audit rows (empty: it writes only)."""
+        granted = (("UPDATE", self.can_update), ("DELETE", self.can_delete), ("TRUNCATE", self.can_truncate))
+        return tuple(name for name, allowed in granted if allowed)
 
 
 def schema_status(cursor: psycopg2.extensions.cursor) -> SchemaStatus:
@@ -292,13 +307,20 @@ def schema_status(cursor: psycopg2.extensions.cursor) -> SchemaStatus:
         table, view, function = cursor.fetchone()  # type: ignore[misc]
         sequence = None
         can_insert = can_select = can_use_sequence = can_execute = False
+        can_update = can_delete = can_truncate = False
         if table:
             cursor.execute(
-                "SELECT pg_get_serial_sequence(%s, 'id'), has_table_privilege(%s, 'INSERT'),"
-                " has_table_privilege(%s, 'SELECT')",
-                (AUDIT_TABLE, AUDIT_TABLE, AUDIT_TABLE),
+                "SELECT pg_get_serial_sequence(%(t)s, 'id'), has_table_privilege(%(t)s, 'INSERT'),"
+                " has_table_privilege(%(t)s, 'SELECT'), has_table_privilege(%(t)s, 'UPDATE'),"
+                " has_table_privilege(%(t)s, 'DELETE'), has_table_privilege(%(t)s, 'TRUNCATE')",
+                {"t": AUDIT_TABLE},
             )
-            sequence, can_insert, can_select = cursor.fetchone()  # type: ignore[misc]
+            sequence, can_insert, can_select, can_update, can_delete, can_truncate = cursor.fetchone()  # type: ignore[misc]
+        cursor.execute(
+            "SELECT coalesce(has_function_privilege(p, 'EXECUTE'), false) FROM to_regprocedure(%s) AS p",
+            (LOG_NEW_FUNCTION,),
+        )
+        log_new_callable = bool(cursor.fetchone()[0])  # type: ignore[index]
         if sequence:
             cursor.execute("SELECT has_sequence_privilege(%s, 'USAGE')", (sequence,))
             can_use_sequence = bool(cursor.fetchone()[0])  # type: ignore[index]
@@ -314,6 +336,10 @@ def schema_status(cursor: psycopg2.extensions.cursor) -> SchemaStatus:
         can_execute=bool(can_execute),
         can_use_sequence=can_use_sequence,
         can_select=bool(can_select),
+        can_update=bool(can_update),
+        can_delete=bool(can_delete),
+        can_truncate=bool(can_truncate),
+        log_new_callable=log_new_callable,
     )
 
 

@@ -43,9 +43,15 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
         conn = health.connect_postgres(settings)
         try:
             with conn.cursor() as cursor:
-                if not health.schema_status(cursor).callable:
+                status = health.schema_status(cursor)
+                if not status.callable:
                     failures.append(
                         f"PostgreSQL {settings.postgres_target}: schema or grants missing (apply db/init.sql)"
+                    )
+                elif not status.can_skip_existing:
+                    failures.append(
+                        f"PostgreSQL {settings.postgres_target}: the relay's duplicate check is not "
+                        "allowed (no tickstockpl_log_new, no SELECT; apply db/init.sql)"
                     )
         finally:
             conn.close()
