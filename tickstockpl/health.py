@@ -9,6 +9,7 @@ readings into a status without touching any store.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +40,7 @@ STALE: Final = "stale"
 BACKLOG: Final = "backlog"
 PRESENT: Final = "present"
 UNKNOWN: Final = "unknown"
+FAILING: Final = "failing"  # a supervised program is FATAL or restart-looping
 
 # A heartbeat further in the future than this is not epoch seconds (milliseconds, or a broken clock).
 HEARTBEAT_FUTURE_SKEW_S: Final = 300.0
@@ -49,6 +51,14 @@ AUDIT_FUNCTION_SIGNATURE: Final = (
 )
 AUDIT_TABLE: Final = "integration_events"
 FLOW_VIEW: Final = "pattern_flow_analysis"
+
+
+# supervisord's view of every program (tickstockpl/programwatch.py): hash of group:name -> JSON
+# {state, since, failures: [epoch s]}. A program is failing when FATAL, or restart-looping: this
+# many failures (unexpected exits, failed starts) within the window.
+KEY_PROGRAMS: Final = contract.PRODUCER_PREFIX + "programs"
+PROGRAM_FAILURE_WINDOW_S: Final = 600.0
+PROGRAM_MAX_FAILURES: Final = 3
 
 
 # --- Redis ------------------------------------------------------------------------------------------
@@ -233,6 +243,64 @@ def subscriber_counts(
     with redis_errors("PUBSUB NUMSUB"):
         replies = client.pubsub_numsub(*channels)
     return {(_text(name) or ""): int(count) for name, count in replies}
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """One supervised program as supervisord last reported it."""
+
+    name: str  # group:name
+    state: str
+    since: float
+    recent_failures: int  # within PROGRAM_FAILURE_WINDOW_S of now
+
+    @property
+    def problem(self) -> str | None:
+        """Why this program makes the stack degraded, or None."""
+        if self.state == "FATAL":
+            return f"{self.name} FATAL (gave up restarting)"
+        if self.recent_failures >= PROGRAM_MAX_FAILURES:
+            minutes = PROGRAM_FAILURE_WINDOW_S / 60
+            return f"{self.name} restart-looping ({self.recent_failures} failures in {minutes:g} min)"
+        return None
+
+
+def read_programs(client: redis.Redis, now: float | None = None) -> dict[str, ProgramState]:
+    """Every program's state from KEY_PROGRAMS (empty when no supervisord of ours reports)."""
+    with redis_errors("reading program states"):
+        raw = client.hgetall(KEY_PROGRAMS)
+    return parse_programs(raw, time.time() if now is None else now)
+
+
+def parse_programs(raw: Mapping[Any, Any], now: float) -> dict[str, ProgramState]:
+    """ProgramStates from an HGETALL reply of KEY_PROGRAMS; values we did not write are skipped."""
+    programs: dict[str, ProgramState] = {}
+    for key, value in raw.items():
+        name = _text(key) or ""
+        try:
+            entry = json.loads(value)
+            failures = [float(t) for t in entry.get("failures", [])]
+            programs[name] = ProgramState(
+                name=name,
+                state=str(entry["state"]),
+                since=float(entry["since"]),
+                recent_failures=sum(1 for t in failures if t > now - PROGRAM_FAILURE_WINDOW_S),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours to judge: a value we did not write
+    return programs
+
+
+def program_component(programs: Mapping[str, ProgramState] | None) -> dict[str, Any]:
+    """The `programs` component: ok, failing (with why), or unknown when nothing reports."""
+    if not programs:
+        return {"status": UNKNOWN, "failing": {}}
+    failing = {name: program.problem for name, program in programs.items() if program.problem}
+    return {
+        "status": FAILING if failing else OK,
+        "failing": failing,
+        "states": {name: program.state for name, program in programs.items()},
+    }
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
@@ -488,12 +556,14 @@ def assess(
     depths: QueueDepths | None,
     now: float,
     thresholds: Thresholds = Thresholds(),
+    programs: Mapping[str, ProgramState] | None = None,
 ) -> HealthReport:
     """Healthy, degraded or down, from readings already taken (stats and depths None when Redis is down).
 
     down: neither store is usable, so nothing can be published or audited. degraded: one store is
-    unusable, the detector has shown no progress for too long, or the outbox is backed up. Dead
-    letters are reported but do not change the status: they are set aside and block nothing.
+    unusable, the detector has shown no progress for too long, the outbox is backed up, or a
+    supervised program is FATAL or restart-looping. Dead letters are reported but do not change
+    the status: they are set aside and block nothing.
     """
     reasons: list[str] = []
     redis_ok = redis_component["status"] == OK
@@ -527,6 +597,8 @@ def assess(
         if backed_up:
             reasons.append(f"outbox backlog: {depths.outbox} records")
         dead = {"status": PRESENT if depths.dead_letters else OK, "count": depths.dead_letters}
+    program_states = program_component(programs)
+    reasons.extend(program_states["failing"].values())
     if not redis_ok and not postgres_ok:
         status = DOWN
     elif reasons:
@@ -539,6 +611,7 @@ def assess(
         "detector": detector,
         "outbox": outbox,
         "dead_letters": dead,
+        "programs": program_states,
     }
     return HealthReport(status=status, reasons=tuple(reasons), components=components)
 

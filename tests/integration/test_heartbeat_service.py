@@ -184,7 +184,7 @@ def assert_health_shape(event: dict[str, Any]) -> None:
     assert event["event_type"] == "system_health" and event["source"] == "TickStockPL"
     assert type(event["timestamp"]) is float and abs(event["timestamp"] - time.time()) < 60
     assert event["status"] in {"healthy", "degraded", "down"}
-    assert set(event["components"]) == {"redis", "postgres", "detector", "outbox", "dead_letters"}
+    assert set(event["components"]) == {"redis", "postgres", "detector", "outbox", "dead_letters", "programs"}
 
 
 def test_health_events_when_postgres_goes_down_and_comes_back(

@@ -113,6 +113,7 @@ class Doctor:
             self.add("postgres", "PostgreSQL reachable with our credentials", True, self.check_postgres)
             self.schema_checks()
             self.add("heartbeat", "heartbeat fresh (once the stack runs)", True, self.check_heartbeat)
+            self.add("programs", "no program FATAL or restart-looping", True, self.check_programs)
             self.add("subscribers", "TickStockAppV2 listening (PUBSUB NUMSUB)", False, self.check_subscribers)
             self.flow_checks()
             self.add("backlog", "outbox, dead letters and audit backlog", False, self.check_backlog)
@@ -300,6 +301,24 @@ class Doctor:
             return check.failed(f"{contract.KEY_HEARTBEAT} {problem}", hint, **data)
         shown = f"; last health status {status}" if status else ""
         return check.passed(f"{reading.age_s:.1f} s old (limit {self.args.max_age:g} s){shown}", **data)
+
+    def check_programs(self, check: Check) -> Check:
+        if self.client is None:
+            return check.skipped("Redis unreachable")
+        programs = health.read_programs(self.client)
+        if not programs:
+            return check.skipped("no supervisord of ours reports program states (is the stack running?)")
+        component = health.program_component(programs)
+        states = component["states"]
+        if component["failing"]:
+            return check.failed(
+                "; ".join(component["failing"].values()),
+                "see why in `make logs` (or docker compose logs), fix it, then "
+                "`supervisorctl -c var/supervisorctl.conf restart <group:name>`",
+                states=states,
+            )
+        shown = ", ".join(f"{name.split(':')[-1]} {state}" for name, state in sorted(states.items()))
+        return check.passed(shown, states=states)
 
     def check_subscribers(self, check: Check) -> Check:
         if self.client is None:

@@ -30,7 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from tickstockpl import contract
+from tickstockpl import contract, health
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
@@ -164,6 +164,7 @@ class StackCollector(Collector):
             for key in DEPTHS:
                 pipe.llen(key)
             pipe.xlen(contract.KEY_REPLAY_STREAM)
+            pipe.hgetall(health.KEY_PROGRAMS)
             pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
             replies = pipe.execute()
         except (redis.RedisError, OSError) as exc:
@@ -172,7 +173,7 @@ class StackCollector(Collector):
         self._log_change("Redis", True, None)
         stats, heartbeat = replies[0], replies[1]
         depths = replies[2 : 2 + len(DEPTHS)]
-        stream_length, numsub = replies[-2], replies[-1]
+        stream_length, programs, numsub = replies[-3], replies[-2], replies[-1]
         now = time.time()
         metrics = list(stats_metrics(stats, now))
         metrics.append(heartbeat_metric(heartbeat, now))
@@ -191,6 +192,7 @@ class StackCollector(Collector):
         for channel, count in numsub:
             subscribers.add_metric([_text(channel)], float(count))
         metrics.append(subscribers)
+        metrics.extend(program_metrics(health.parse_programs(programs, now)))
         return metrics, True
 
     # --- PostgreSQL -------------------------------------------------------------------------------
@@ -234,6 +236,28 @@ class StackCollector(Collector):
     def close(self) -> None:
         self._close_pg()
         self._redis.close()
+
+
+def program_metrics(programs: Mapping[str, health.ProgramState]) -> Iterator[Metric]:
+    """Each supervised program's state as supervisord last reported it (tickstockpl/programwatch.py)."""
+    running = GaugeMetricFamily(
+        PREFIX + "program_running", "1 when supervisord reports the program RUNNING.", labels=["program"]
+    )
+    failing = GaugeMetricFamily(
+        PREFIX + "program_failing",
+        "1 when the program is FATAL or restart-looping (health is degraded, doctor fails).",
+        labels=["program"],
+    )
+    failures = GaugeMetricFamily(
+        PREFIX + "program_recent_failures",
+        f"Unexpected exits and failed starts in the last {health.PROGRAM_FAILURE_WINDOW_S:g} s.",
+        labels=["program"],
+    )
+    for name, program in sorted(programs.items()):
+        running.add_metric([name], 1.0 if program.state == "RUNNING" else 0.0)
+        failing.add_metric([name], 1.0 if program.problem else 0.0)
+        failures.add_metric([name], float(program.recent_failures))
+    yield from (running, failing, failures)
 
 
 def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> Iterator[Metric]:

@@ -167,11 +167,12 @@ class Heartbeat:
     def evaluate(self) -> health.HealthReport:
         """Probe both stores and read the stack's state; remember status changes."""
         redis_error: Exception | None = None
-        stats = depths = None
+        stats = depths = programs = None
         try:
             health.ping_redis(self.client)
             stats = health.read_stats(self.client)
             depths = health.queue_depths(self.client)
+            programs = health.read_programs(self.client)
         except TickStockPLError as exc:
             redis_error = exc
         postgres_error: Exception | None = None
@@ -185,6 +186,7 @@ class Heartbeat:
             depths=depths,
             now=now,
             thresholds=self.thresholds,
+            programs=programs,
         )
         if report.status != self.status:
             log.warning(
