@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +113,40 @@ def test_events_are_parsed_from_supervisords_payload() -> None:
     payload = "processname:relay groupname:tickstockpl from_state:RUNNING expected:0 pid:42"
     assert parse_event(headers, payload) == ("tickstockpl:relay", "EXITED", False)
     assert parse_event({"eventname": "TICK_5"}, "when:1") is None
+
+
+ALERT_TEST = """
+rule_files:
+  - {rules}
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'tickstockpl_program_failing{{program="tickstockpl:backtester"}}'
+        values: '0 0 1 1 1 1 1 1'
+      - series: 'tickstockpl_program_failing{{program="tickstockpl:relay"}}'
+        values: '0 0 0 0 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 30s
+        alertname: TickStockPLProgramFailing
+        exp_alerts: []
+      - eval_time: 90s
+        alertname: TickStockPLProgramFailing
+        exp_alerts:
+          - exp_labels:
+              severity: critical
+              program: tickstockpl:backtester
+            exp_annotations:
+              summary: "tickstockpl:backtester is FATAL or restart-looping: see make logs"
+"""
+
+
+def test_the_alert_fires_for_a_failing_program_only(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    test_file = tmp_path / "alerts_test.yml"
+    test_file.write_text(ALERT_TEST.format(rules=ROOT / "deploy" / "alerts.yml"))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
