@@ -19,6 +19,7 @@ import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import redis
@@ -131,6 +132,8 @@ class LocalRedis:
     host: str = "127.0.0.1"
     appendonly: bool = True
     process: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # more redis-server options (they win over ours): TLS, ACL, ...
+    client_options: dict[str, Any] = field(default_factory=dict)  # how start() must connect to PING
 
     def command(self) -> list[str]:
         return [
@@ -143,13 +146,20 @@ class LocalRedis:
             "--appendfsync", "everysec",
             "--protected-mode", "no",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self, timeout_s: float = 15.0) -> LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         # No client-side retries: between two pings we check that the server is still alive.
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+            **self.client_options,
+        )
         try:
             wait_for(lambda: self._alive() and bool(client.ping()), timeout_s, f"redis-server on {self.port}")
         finally:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 T = TypeVar("T")
 
@@ -97,6 +97,14 @@ class Settings:
     redis_port: int = _setting("REDIS_PORT", 6379, _port)
     redis_db: int = _setting("REDIS_DB", 0, int)
     redis_password: str = _setting("REDIS_PASSWORD", "", secret=True)
+    redis_username: str = _setting("REDIS_USERNAME", "")  # an ACL user (deploy/redis-producer.acl)
+    # TLS (a rediss:// REDIS_URL sets REDIS_SSL): the CA bundle that signed the server's certificate
+    # (empty: the system's), an optional client certificate, and whether the name must match it.
+    redis_ssl: bool = _setting("REDIS_SSL", False, _parse_bool)
+    redis_ssl_ca_certs: str = _setting("REDIS_SSL_CA_CERTS", "")
+    redis_ssl_certfile: str = _setting("REDIS_SSL_CERTFILE", "")
+    redis_ssl_keyfile: str = _setting("REDIS_SSL_KEYFILE", "", secret=True)
+    redis_ssl_check_hostname: bool = _setting("REDIS_SSL_CHECK_HOSTNAME", True, _parse_bool)
     # PostgreSQL: the consumer's audit database.
     postgres_host: str = _setting("POSTGRES_HOST", "localhost")
     postgres_port: int = _setting("POSTGRES_PORT", 5433, _port)
@@ -173,6 +181,8 @@ class Settings:
             env_file = environ[ENV_FILE_VARIABLE] or None
         values = dict(read_env_file(env_file)) if env_file else {}
         values.update(environ)
+        if values.get(REDIS_URL_VARIABLE):
+            values.update(redis_url_parts(values[REDIS_URL_VARIABLE]))
         kwargs: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
             name = item.metadata["env"]
@@ -230,8 +240,10 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        user = quote(self.redis_username, safe="")
+        auth = f"{user}:{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        scheme = "rediss" if self.redis_ssl else "redis"
+        return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property
     def postgres_dsn(self) -> str:
@@ -258,7 +270,34 @@ class Settings:
 
     @property
     def redis_target(self) -> str:
-        return f"{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        """Where Redis is, for messages (never the password)."""
+        user = f"{self.redis_username}@" if self.redis_username else ""
+        tls = " (TLS)" if self.redis_ssl else ""
+        return f"{user}{self.redis_host}:{self.redis_port}/{self.redis_db}{tls}"
+
+
+# REDIS_URL (redis:// or rediss://[user[:password]@]host[:port][/db]) sets the REDIS_* parts it names.
+REDIS_URL_VARIABLE = "REDIS_URL"
+
+
+def redis_url_parts(url: str) -> dict[str, str]:
+    """The REDIS_* variables a Redis URL stands for; SettingsError (never the password) when bad."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise SettingsError(f"{REDIS_URL_VARIABLE}: expected redis:// or rediss://host[:port][/db]")
+    parts = {"REDIS_HOST": parsed.hostname, "REDIS_SSL": "1" if parsed.scheme == "rediss" else "0"}
+    try:
+        if parsed.port:
+            parts["REDIS_PORT"] = str(parsed.port)
+    except ValueError:
+        raise SettingsError(f"{REDIS_URL_VARIABLE}: the port is not a number") from None
+    if parsed.path.strip("/"):
+        parts["REDIS_DB"] = parsed.path.strip("/")
+    if parsed.username:
+        parts["REDIS_USERNAME"] = unquote(parsed.username)
+    if parsed.password:
+        parts["REDIS_PASSWORD"] = unquote(parsed.password)
+    return parts
 
 
 def _libpq_quote(value: str) -> str:

@@ -104,6 +104,14 @@ class Doctor:
         check = Check(name, title, required)
         try:
             self.checks.append(body(check))
+        except RedisConfigError as exc:  # a command or key the ACL user may not use
+            self.checks.append(
+                check.failed(
+                    f"Redis refused {self.settings.redis_username or 'default'}: {exc}",
+                    "give the producer's ACL user the commands, keys and channels it uses: load "
+                    "deploy/redis-producer.acl (docs/operations.md, Redis ACL)",
+                )
+            )
         except TickStockPLError as exc:  # a store went away between two checks
             self.checks.append(check.failed(str(exc), "re-run doctor; if it persists, check the store's log"))
 
@@ -135,8 +143,9 @@ class Doctor:
         except RedisConfigError as exc:
             client.close()
             return check.failed(
-                f"{target} refused our credentials: {exc}",
-                f"set REDIS_PASSWORD to what the Redis at {target} requires",
+                f"{target} refused our credentials (password, ACL user or TLS): {exc}",
+                f"set REDIS_PASSWORD (and REDIS_USERNAME for an ACL user; REDIS_SSL, REDIS_SSL_CA_CERTS for "
+                f"TLS) to what the Redis at {target} requires",
             )
         except TickStockPLError as exc:
             client.close()

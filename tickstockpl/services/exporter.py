@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -31,10 +32,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tickstockpl import contract, health
-from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE
+from tickstockpl.errors import RedisConfigError, RedisUnavailable
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
-from tickstockpl.stores import redis_client
+from tickstockpl.stores import redis_client, redis_errors
 
 log = logging.getLogger("tickstockpl.exporter")
 
@@ -156,17 +158,34 @@ class StackCollector(Collector):
 
     # --- Redis ------------------------------------------------------------------------------------
 
+    def _read_redis(self) -> list[Any]:
+        """Everything a scrape reads from Redis, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(contract.KEY_STATS)
+        pipe.get(contract.KEY_HEARTBEAT)
+        for key in DEPTHS:
+            pipe.llen(key)
+        pipe.xlen(contract.KEY_REPLAY_STREAM)
+        pipe.hgetall(health.KEY_PROGRAMS)
+        pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
+        replies: list[Any] = pipe.execute()
+        return replies
+
+    def refused_by_redis(self) -> RedisConfigError | None:
+        """The scrape's reads once: Redis refusing our credentials or a command (an operator must
+        act) is returned; Redis being down is not (a scrape reports it as tickstockpl_up 0)."""
+        try:
+            with redis_errors("the exporter's reads"):
+                self._read_redis()
+        except RedisConfigError as exc:
+            return exc
+        except RedisUnavailable:
+            return None
+        return None
+
     def _collect_redis(self) -> tuple[list[Metric], bool]:
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(contract.KEY_STATS)
-            pipe.get(contract.KEY_HEARTBEAT)
-            for key in DEPTHS:
-                pipe.llen(key)
-            pipe.xlen(contract.KEY_REPLAY_STREAM)
-            pipe.hgetall(health.KEY_PROGRAMS)
-            pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
-            replies = pipe.execute()
+            replies = self._read_redis()
         except (redis.RedisError, OSError) as exc:
             self._log_change("Redis", False, exc)
             return [], False
@@ -362,6 +381,11 @@ def build_registry(
 def run(settings: Settings, stop: threading.Event) -> int:
     """Serve /metrics until `stop` is set."""
     registry, collector = build_registry(settings, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    refused = collector.refused_by_redis()
+    if refused is not None:
+        log.error("exporter cannot use Redis at %s: %s", settings.redis_target, refused)
+        collector.close()
+        return RET_CONFIG
     try:
         server, thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_host, registry=registry

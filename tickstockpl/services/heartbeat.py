@@ -30,8 +30,8 @@ import redis
 from tickstockpl import contract, health
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
-from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLError
-from tickstockpl.exitcodes import RET_FAILED, RET_OK
+from tickstockpl.errors import AuditConfigError, AuditDataError, RedisConfigError, TickStockPLError
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_errors
@@ -70,6 +70,7 @@ class Heartbeat:
         self.postgres_backoff = Backoff("PostgreSQL")
         self.last_report: health.HealthReport | None = None
         self.last_stats: health.StackStats | None = None
+        self.refused: RedisConfigError | None = None  # Redis refused our credentials or a command
 
     # --- the Redis key ---------------------------------------------------------------------------
     def beat(self) -> bool:
@@ -86,6 +87,9 @@ class Heartbeat:
                 # Put the run's start back if the stats hash was lost (a flushed or fresh Redis).
                 pipe.hsetnx(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.started_at))
                 pipe.execute()
+        except RedisConfigError as exc:  # a wrong password or ACL: retrying cannot help
+            self.refused = exc
+            return False
         except TickStockPLError as exc:
             self.retry_in = min(self.settings.heartbeat_interval_s, self.redis_backoff.failed(exc))
             return False
@@ -288,6 +292,10 @@ def run(settings: Settings, stop: threading.Event | None = None, *, once: bool =
             now = time.monotonic()
             if now >= next_beat:
                 ok = beat.beat()
+                if beat.refused is not None:
+                    log.error("heartbeat cannot use Redis at %s: %s", settings.redis_target, beat.refused)
+                    reason, clean = f"Redis refused us: {beat.refused}", False
+                    return RET_CONFIG
                 next_beat = now + (settings.heartbeat_interval_s if ok else beat.retry_in)
                 beat.write_startup_row()
                 beat.evaluate()
