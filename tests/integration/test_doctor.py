@@ -31,7 +31,15 @@ REQUIRED = (
     "duplicate_check",
     *("heartbeat", "programs"),
 )
-ADVISORY = ("subscribers", "recent_patterns", "consumer_flows", "orphans", "backlog", "privileges")
+ADVISORY = (
+    "subscribers",
+    "recent_patterns",
+    "consumer_flows",
+    "orphans",
+    "backlog",
+    "redis_persistence",
+    "privileges",
+)
 # Without a supervisord of ours (these tests run the loops themselves) `programs` is skipped.
 PASSING = tuple(name for name in REQUIRED if name != "programs")
 

@@ -125,6 +125,7 @@ class Doctor:
             self.add("subscribers", "TickStockAppV2 listening (PUBSUB NUMSUB)", False, self.check_subscribers)
             self.flow_checks()
             self.add("backlog", "outbox, dead letters and audit backlog", False, self.check_backlog)
+            self.add("redis_persistence", "Redis survives a restart (AOF)", False, self.check_persistence)
             for name, title, required, body in self.deferred:
                 self.add(name, title, required, body)
         finally:
@@ -328,6 +329,21 @@ class Doctor:
             )
         shown = ", ".join(f"{name.split(':')[-1]} {state}" for name, state in sorted(states.items()))
         return check.passed(shown, states=states)
+
+    def check_persistence(self, check: Check) -> Check:
+        if self.client is None:
+            return check.skipped("Redis unreachable")
+        persistence = health.read_persistence(self.client)
+        backlog = health.queue_depths(self.client).audit_backlog
+        data = {"mode": persistence.mode, "audit_backlog": backlog}
+        if persistence.mode == health.AOF:
+            return check.passed(persistence.detail, **data)
+        return check.failed(
+            persistence.risk(backlog),
+            "turn on AOF in that Redis (CONFIG SET appendonly yes, and appendonly yes in redis.conf), or "
+            "give the producer a Redis of its own that has it; with CONFIG forbidden, ask its operator",
+            **data,
+        )
 
     def check_subscribers(self, check: Check) -> Check:
         if self.client is None:

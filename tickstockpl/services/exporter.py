@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tickstockpl import contract, health
-from tickstockpl.errors import RedisConfigError, RedisUnavailable
+from tickstockpl.errors import RedisConfigError, RedisUnavailable, TickStockPLError
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
@@ -41,6 +41,7 @@ from tickstockpl.stores import redis_client, redis_errors
 log = logging.getLogger("tickstockpl.exporter")
 
 PREFIX = "tickstockpl_"
+PERSISTENCE_EVERY_S = 60.0
 SCRAPE_TIMEOUT_S = 2.0  # each store gets this long per scrape; Prometheus' own timeout is 10 s
 
 
@@ -136,6 +137,7 @@ class StackCollector(Collector):
         self._pg: psycopg2.extensions.connection | None = None
         self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
         self._was_up: dict[str, bool] = {}  # per store, for logging each change once
+        self._persistence_read: tuple[float, health.RedisPersistence] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # nothing known before the first scrape; keeps registration free of I/O
@@ -212,7 +214,18 @@ class StackCollector(Collector):
             subscribers.add_metric([_text(channel)], float(count))
         metrics.append(subscribers)
         metrics.extend(program_metrics(health.parse_programs(programs, now)))
+        backlog = int(depths[list(DEPTHS).index(contract.KEY_AUDIT_BACKLOG)])
+        metrics.extend(persistence_metrics(self._persistence(now), backlog))
         return metrics, True
+
+    def _persistence(self, now: float) -> health.RedisPersistence:
+        """Read at most once a minute (two or three round trips; it rarely changes)."""
+        if self._persistence_read is None or now - self._persistence_read[0] > PERSISTENCE_EVERY_S:
+            try:
+                self._persistence_read = (now, health.read_persistence(self._redis))
+            except TickStockPLError:
+                return health.RedisPersistence(health.UNKNOWN, "Redis did not answer")
+        return self._persistence_read[1]
 
     # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -255,6 +268,23 @@ class StackCollector(Collector):
     def close(self) -> None:
         self._close_pg()
         self._redis.close()
+
+
+def persistence_metrics(persistence: health.RedisPersistence, audit_backlog: int) -> Iterator[Metric]:
+    """What survives a Redis restart, and the deferred audit rows that would not."""
+    mode = GaugeMetricFamily(
+        PREFIX + "redis_persistence",
+        "1 for the Redis's persistence: aof (survives a restart), rdb (snapshots only), none, unknown.",
+        labels=["mode"],
+    )
+    for name in (health.AOF, health.RDB, health.NONE, health.UNKNOWN):
+        mode.add_metric([name], 1.0 if persistence.mode == name else 0.0)
+    yield mode
+    yield GaugeMetricFamily(
+        PREFIX + "audit_backlog_at_risk",
+        "Deferred audit rows held only by a Redis without persistence: a Redis restart loses them for good.",
+        value=float(audit_backlog if persistence.at_risk else 0),
+    )
 
 
 def program_metrics(programs: Mapping[str, health.ProgramState]) -> Iterator[Metric]:

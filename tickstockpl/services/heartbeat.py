@@ -71,6 +71,7 @@ class Heartbeat:
         self.last_report: health.HealthReport | None = None
         self.last_stats: health.StackStats | None = None
         self.refused: RedisConfigError | None = None  # Redis refused our credentials or a command
+        self.persistence_warned: float | None = None  # monotonic time of the last persistence warning
 
     # --- the Redis key ---------------------------------------------------------------------------
     def beat(self) -> bool:
@@ -171,12 +172,14 @@ class Heartbeat:
     def evaluate(self) -> health.HealthReport:
         """Probe both stores and read the stack's state; remember status changes."""
         redis_error: Exception | None = None
-        stats = depths = programs = None
+        stats = depths = programs = persistence = None
         try:
             health.ping_redis(self.client)
             stats = health.read_stats(self.client)
             depths = health.queue_depths(self.client)
             programs = health.read_programs(self.client)
+            persistence = health.read_persistence(self.client)
+            self._warn_if_at_risk(persistence, depths.audit_backlog)
         except TickStockPLError as exc:
             redis_error = exc
         postgres_error: Exception | None = None
@@ -191,6 +194,7 @@ class Heartbeat:
             now=now,
             thresholds=self.thresholds,
             programs=programs,
+            persistence=persistence,
         )
         if report.status != self.status:
             log.warning(
@@ -203,6 +207,18 @@ class Heartbeat:
             self.unpublished_change = True
         self.last_report = report
         return report
+
+    def _warn_if_at_risk(self, persistence: health.RedisPersistence, audit_backlog: int) -> None:
+        """WARNING whenever deferred audit rows live only in a Redis that a restart would empty (at
+        most once a minute), and once at start for any Redis without persistence."""
+        risk = persistence.risk(audit_backlog) if persistence.at_risk else ""
+        now = time.monotonic()
+        if not risk or (audit_backlog == 0 and self.persistence_warned is not None):
+            return
+        if self.persistence_warned is not None and now - self.persistence_warned < 60:
+            return
+        log.warning("%s", risk)
+        self.persistence_warned = now
 
     def _probe_postgres(self) -> Exception | None:
         """Can the audit path take a row? Connection, then the function (the consumer may drop it)."""

@@ -81,3 +81,17 @@ def run_doctor(env: Mapping[str, str], root: Path, *flags: str, quiet: bool = Fa
         capture_output=quiet,
         check=False,
     ).returncode
+
+
+def persistence_warning(settings: Settings) -> str | None:
+    """The exact risk when the attached Redis would not keep the outbox across a restart (None: it
+    would, or Redis does not answer now; doctor reports that)."""
+    client = health.checking_client(settings, timeout_s=2)
+    try:
+        persistence = health.read_persistence(client)
+        backlog = health.queue_depths(client).audit_backlog
+    except TickStockPLError:
+        return None
+    finally:
+        client.close()
+    return persistence.risk(backlog) or None

@@ -26,7 +26,7 @@ from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_UNAVAILABLE
 from tickstockpl.local_servers import ensure_service_user
 from tickstockpl.settings import ENV_FILE_VARIABLE, Settings
 from tickstockpl.stack.base import ROOT, StackError, failed, say
-from tickstockpl.stack.checks import published_since, required_checks, run_doctor
+from tickstockpl.stack.checks import persistence_warning, published_since, required_checks, run_doctor
 from tickstockpl.stack.stores import LocalStores, choose_stores, ensure_password, prepare_database
 from tickstockpl.stack.supervisord import Supervisord
 
@@ -168,8 +168,17 @@ class EmbeddedStack:
             self.supervisord.start_programs()
         self.wait_healthy(timeout_s)
         run_doctor(self.environment(), self.root)
+        self.warn_about_persistence()
         self.print_where_to_look()
         return RET_OK
+
+    def warn_about_persistence(self) -> None:
+        """Loudly, when the attached Redis would lose the outbox and the audit backlog on a restart."""
+        risk = persistence_warning(self.settings)
+        if risk:
+            banner = "!" * 100
+            fix = "Fix: appendonly yes in that Redis (docs/operations.md, Redis persistence)"
+            say(f"{banner}\nWARNING: {risk}.\n{fix}\n{banner}")
 
     def down(self, timeout_s: float = 180.0) -> int:
         """Stop supervisord and so everything it started (programs first, local stores last)."""
@@ -228,4 +237,5 @@ class EmbeddedStack:
         if not failing:
             print("  ✓ required checks pass (Redis, PostgreSQL schema, heartbeat)")
         doctor = run_doctor(self.environment(), self.root)
+        self.warn_about_persistence()
         return RET_OK if not failing and doctor == RET_OK else RET_FAILED
