@@ -36,6 +36,7 @@ from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_errors
 
+PERSISTENCE_EVERY_S = 60.0  # how often the Redis persistence is read again
 log = logging.getLogger("tickstockpl.heartbeat")
 
 HEALTH_CHANGES_KEPT = 100  # status changes kept in KEY_HEALTH_CHANGES for operators
@@ -72,6 +73,7 @@ class Heartbeat:
         self.last_stats: health.StackStats | None = None
         self.refused: RedisConfigError | None = None  # Redis refused our credentials or a command
         self.persistence_warned: float | None = None  # monotonic time of the last persistence warning
+        self.persistence: tuple[float, health.RedisPersistence] | None = None  # (when read, what)
 
     # --- the Redis key ---------------------------------------------------------------------------
     def beat(self) -> bool:
@@ -178,7 +180,7 @@ class Heartbeat:
             stats = health.read_stats(self.client)
             depths = health.queue_depths(self.client)
             programs = health.read_programs(self.client)
-            persistence = health.read_persistence(self.client)
+            persistence = self._read_persistence()
             self._warn_if_at_risk(persistence, depths.audit_backlog)
         except TickStockPLError as exc:
             redis_error = exc
@@ -207,6 +209,14 @@ class Heartbeat:
             self.unpublished_change = True
         self.last_report = report
         return report
+
+    def _read_persistence(self) -> health.RedisPersistence:
+        """Re-read at most once a minute: it rarely changes, and under an ACL that forbids CONFIG
+        and INFO every read is a refusal in Redis's ACL LOG."""
+        now = time.monotonic()
+        if self.persistence is None or now - self.persistence[0] > PERSISTENCE_EVERY_S:
+            self.persistence = (now, health.read_persistence(self.client))
+        return self.persistence[1]
 
     def _warn_if_at_risk(self, persistence: health.RedisPersistence, audit_backlog: int) -> None:
         """WARNING whenever deferred audit rows live only in a Redis that a restart would empty (at
