@@ -12,7 +12,9 @@ Fixtures for tests:
 - `redis_client`: a client on a flushed server (per test);
 - `postgres_server` (session): dsn(db, user, password), stop(), start();
 - `settings` / `consumer_settings` / `producer_role_settings`: Settings for db/init.sql as
-  app_readwrite, for the consumer's schema as app_readwrite, and for the least-privilege role;
+  app_readwrite, for the consumer's schema as app_readwrite, and for the least-privilege audit
+  writer (tickstockpl_producer); `reader_role_settings` / `backtest_role_settings`: db/init.sql as
+  tickstockpl_reader and tickstockpl_backtester;
   `integration_events` is truncated in both databases before each test;
 - `pg_super(dbname)`: an autocommit superuser connection;
 - `fresh_database(schema)`: a new database cloned from a template, for tests that break the schema.
@@ -45,6 +47,8 @@ INIT_SQL = ROOT / "db" / "init.sql"
 CONSUMER_DDL = Path(__file__).with_name("sql") / "consumer_ddl.sql"
 APP_ROLE = "app_readwrite"
 PRODUCER_ROLE = "tickstockpl_producer"
+READER_ROLE = "tickstockpl_reader"
+BACKTEST_ROLE = "tickstockpl_backtester"
 INIT_DB = "tickstock"
 CONSUMER_DB = "tickstock_consumer"
 
@@ -84,6 +88,8 @@ class PostgresHandle:
     superuser_password: str
     app_password: str
     producer_password: str
+    reader_password: str
+    backtest_password: str
     _stop: Callable[[], None]
     _start: Callable[[], None]
 
@@ -92,6 +98,8 @@ class PostgresHandle:
             self.superuser: self.superuser_password,
             APP_ROLE: self.app_password,
             PRODUCER_ROLE: self.producer_password,
+            READER_ROLE: self.reader_password,
+            BACKTEST_ROLE: self.backtest_password,
         }[user]
 
     def dsn(self, dbname: str, user: str | None = None) -> str:
@@ -188,7 +196,11 @@ def _postgres_process(use_docker: bool, directory: Path) -> Iterator[dict[str, A
 def postgres_server(use_docker: bool, server_dir: Path) -> Iterator[PostgresHandle]:
     with _postgres_process(use_docker, server_dir / "postgres") as where:
         handle = PostgresHandle(
-            **where, app_password=secrets.token_urlsafe(12), producer_password=secrets.token_urlsafe(12)
+            **where,
+            app_password=secrets.token_urlsafe(12),
+            producer_password=secrets.token_urlsafe(12),
+            reader_password=secrets.token_urlsafe(12),
+            backtest_password=secrets.token_urlsafe(12),
         )
         _create_databases(handle)
         yield handle
@@ -200,7 +212,8 @@ def _create_databases(pg: PostgresHandle) -> None:
     for name in (INIT_DB, CONSUMER_DB):
         execute(pg.dsn("postgres"), f"CREATE DATABASE {name}")
     execute(pg.dsn(INIT_DB), INIT_SQL.read_text())
-    execute(pg.dsn(INIT_DB), f"ALTER ROLE {PRODUCER_ROLE} PASSWORD %s", (pg.producer_password,))
+    for role in (PRODUCER_ROLE, READER_ROLE, BACKTEST_ROLE):
+        execute(pg.dsn(INIT_DB), f"ALTER ROLE {role} PASSWORD %s", (pg.password_for(role),))
     execute(pg.dsn(CONSUMER_DB), CONSUMER_DDL.read_text())  # as the consumer ships it, run by a superuser
     execute(pg.dsn(CONSUMER_DB), f"GRANT USAGE, SELECT ON SEQUENCE integration_events_id_seq TO {APP_ROLE}")
     for name in (INIT_DB, CONSUMER_DB):
@@ -283,6 +296,20 @@ def producer_role_settings(
     redis_client: redis.Redis, redis_server: Any, postgres_server: PostgresHandle, clean_databases: None
 ) -> Settings:
     return _settings(redis_server, postgres_server, INIT_DB, PRODUCER_ROLE)
+
+
+@pytest.fixture
+def reader_role_settings(
+    redis_client: redis.Redis, redis_server: Any, postgres_server: PostgresHandle, clean_databases: None
+) -> Settings:
+    return _settings(redis_server, postgres_server, INIT_DB, READER_ROLE)
+
+
+@pytest.fixture
+def backtest_role_settings(
+    redis_client: redis.Redis, redis_server: Any, postgres_server: PostgresHandle, clean_databases: None
+) -> Settings:
+    return _settings(redis_server, postgres_server, INIT_DB, BACKTEST_ROLE)
 
 
 @pytest.fixture

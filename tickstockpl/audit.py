@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -59,6 +59,18 @@ FROM batch t
 WHERE t.flow_id NOT IN (SELECT flow_id FROM existing)
 """
 _AUDIT_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('tickstockpl.audit'))"
+# The same skip-existing write as db/init.sql's SECURITY DEFINER function, for a role that may not
+# SELECT the table (the least-privilege writer, tickstockpl_producer): it takes the lock itself.
+# Used whenever the connected role may EXECUTE it; the inline form above is the fallback for a
+# consumer-owned database without it (app_readwrite, which can read the table).
+LOG_NEW_FUNCTION: Final = "tickstockpl_log_new(jsonb, varchar, varchar, varchar, varchar)"
+_LOG_NEW_CALL_SQL = """
+SELECT f FROM tickstockpl_log_new(%(rows)s::jsonb, %(event_type)s, %(source)s, %(checkpoint)s,
+                                  %(channel)s) AS f
+"""
+_CAN_CALL_LOG_NEW_SQL = (
+    "SELECT coalesce(has_function_privilege(p, 'EXECUTE'), false) FROM to_regprocedure(%s) AS p"
+)
 # A write that does not wait for its WAL flush (see AuditLog.log_published, `durable`). SET LOCAL
 # lasts to the end of the query string's implicit transaction.
 _NOT_DURABLE_SQL = "SET LOCAL synchronous_commit TO off"
@@ -101,6 +113,7 @@ class AuditLog:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._conn: PgConnection | None = None
+        self._log_new_sql = ""  # chosen per connection, see _skip_existing_sql
 
     @property
     def enabled(self) -> bool:
@@ -112,7 +125,26 @@ class AuditLog:
             # (a LATIN1 database) is then refused by the server as data (22P05), not by Python's
             # codec before the query is even sent.
             self._conn = postgres_connection(self._settings, client_encoding="UTF8")
+            try:
+                with postgres_errors():
+                    self._log_new_sql = self._skip_existing_sql(self._conn)
+            except Exception:
+                self.close()
+                raise
         return self._conn
+
+    @staticmethod
+    def _skip_existing_sql(conn: PgConnection) -> str:
+        """The skip-existing write this role may run: the definer function, else the inline check."""
+        with conn.cursor() as cursor:
+            cursor.execute(_CAN_CALL_LOG_NEW_SQL, (LOG_NEW_FUNCTION,))
+            row = cursor.fetchone()
+        return _LOG_NEW_CALL_SQL if row and row[0] else f"{_AUDIT_LOCK_SQL};\n{_LOG_NEW_SQL}"
+
+    @property
+    def uses_definer_function(self) -> bool:
+        """True when skip-existing writes go through tickstockpl_log_new (known once connected)."""
+        return self._log_new_sql == _LOG_NEW_CALL_SQL
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -167,12 +199,13 @@ class AuditLog:
             "checkpoint": contract.CHECKPOINT_PATTERN_PUBLISHED,
             "channel": contract.CHANNEL_PATTERNS,
         }
-        # Two statements in one query string share one implicit transaction (the lock is held to its
-        # end) and each gets its own snapshot, so the check sees rows committed before the lock.
-        sql = f"{_AUDIT_LOCK_SQL};\n{_LOG_NEW_SQL}" if skip_existing else _LOG_PUBLISHED_SQL
-        if not durable:
-            sql = f"{_NOT_DURABLE_SQL};\n{sql}"
         with self._transaction() as cursor:
+            # Inline, two statements in one query string share one implicit transaction (the lock is
+            # held to its end) and each gets its own snapshot, so the check sees rows committed
+            # before the lock; the definer function does the same inside.
+            sql = self._log_new_sql if skip_existing else _LOG_PUBLISHED_SQL
+            if not durable:
+                sql = f"{_NOT_DURABLE_SQL};\n{sql}"
             cursor.execute(sql, params)
             return [str(row[0]) for row in cursor.fetchall()]
 

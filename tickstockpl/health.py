@@ -9,6 +9,7 @@ readings into a status without touching any store.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Final
 import redis
 
 from tickstockpl import contract
+from tickstockpl.audit import LOG_NEW_FUNCTION
 from tickstockpl.errors import AuditConfigError, RedisConfigError
 from tickstockpl.settings import Settings
 from tickstockpl.stores import PgConnection, PgCursor, postgres_errors, redis_client, redis_errors
@@ -35,6 +37,7 @@ STALE: Final = "stale"
 BACKLOG: Final = "backlog"
 PRESENT: Final = "present"
 UNKNOWN: Final = "unknown"
+FAILING: Final = "failing"  # a supervised program is FATAL or restart-looping
 
 # A heartbeat further in the future than this is not epoch seconds (milliseconds, or a broken clock).
 HEARTBEAT_FUTURE_SKEW_S: Final = 300.0
@@ -45,6 +48,14 @@ AUDIT_FUNCTION_SIGNATURE: Final = (
 )
 AUDIT_TABLE: Final = "integration_events"
 FLOW_VIEW: Final = "pattern_flow_analysis"
+
+
+# supervisord's view of every program (tickstockpl/programwatch.py): hash of group:name -> JSON
+# {state, since, failures: [epoch s]}. A program is failing when FATAL, or restart-looping: this
+# many failures (unexpected exits, failed starts) within the window.
+KEY_PROGRAMS: Final = contract.PRODUCER_PREFIX + "programs"
+PROGRAM_FAILURE_WINDOW_S: Final = 600.0
+PROGRAM_MAX_FAILURES: Final = 3
 
 
 # --- Redis ------------------------------------------------------------------------------------------
@@ -231,6 +242,137 @@ def subscriber_counts(
     return {(_text(name) or ""): int(count) for name, count in replies}
 
 
+# Redis persistence, as the outbox and the audit backlog depend on it.
+AOF: Final = "aof"  # survives a restart (up to ~1 s of writes on a crash, with appendfsync everysec)
+RDB: Final = "rdb"  # snapshots only: a restart loses what was written since the last one
+NONE: Final = "none"  # nothing survives a restart
+# UNKNOWN: Redis forbids both CONFIG GET and INFO (an ACL, a managed service)
+
+
+@dataclass(frozen=True)
+class RedisPersistence:
+    """Whether the producer's Redis structures survive a Redis restart, and the exact risk if not."""
+
+    mode: str  # AOF, RDB, NONE or UNKNOWN
+    detail: str  # what was read: "appendonly yes (appendfsync everysec)", ...
+
+    @property
+    def at_risk(self) -> bool:
+        """True when a restart is known to lose what only Redis holds."""
+        return self.mode in (RDB, NONE)
+
+    def risk(self, audit_backlog: int | None = None) -> str:
+        """The warning to print, naming what would be lost; empty when nothing would."""
+        if self.mode == AOF:
+            return ""
+        held = "the outbox (detected patterns not yet published), the processing list and the audit backlog"
+        backlog = ""
+        if audit_backlog:
+            backlog = (
+                f"; {audit_backlog} published pattern(s) whose audit row is deferred live ONLY there and "
+                "would never get their PATTERN_PUBLISHED row"
+            )
+        if self.mode == NONE:
+            return f"Redis has no persistence ({self.detail}): a Redis restart empties {held}{backlog}"
+        if self.mode == RDB:
+            return (
+                f"Redis keeps snapshots only ({self.detail}): a Redis restart loses every write since the "
+                f"last snapshot, in {held}{backlog}"
+            )
+        return f"Redis persistence unknown ({self.detail}): without any, a restart empties {held}{backlog}"
+
+
+def read_persistence(client: redis.Redis) -> RedisPersistence:
+    """CONFIG GET appendonly/save, else INFO persistence; UNKNOWN when Redis forbids both."""
+    try:
+        with redis_errors("CONFIG GET appendonly"):
+            try:
+                config = {**client.config_get("appendonly"), **client.config_get("save")}
+                config.update(client.config_get("appendfsync"))
+            except redis.ResponseError:  # an ACL (NOPERM), or CONFIG renamed away
+                config = {}
+            if config:
+                if _text(config.get("appendonly")) == "yes":
+                    return RedisPersistence(
+                        AOF, f"appendonly yes, appendfsync {_text(config.get('appendfsync'))}"
+                    )
+                save = (_text(config.get("save")) or "").strip()
+                if save:
+                    return RedisPersistence(RDB, f"appendonly no, save '{save}'")
+                return RedisPersistence(NONE, "appendonly no, save ''")
+            try:
+                info = client.info("persistence")
+            except redis.ResponseError:
+                return RedisPersistence(UNKNOWN, "Redis forbids CONFIG GET and INFO to us")
+    except RedisConfigError:
+        return RedisPersistence(UNKNOWN, "Redis forbids CONFIG GET and INFO to us")
+    if int(info.get("aof_enabled", 0)) == 1:
+        return RedisPersistence(AOF, "aof_enabled:1 (INFO persistence; CONFIG is forbidden)")
+    # INFO does not show the save rules: a snapshot since start up is the only hint there are any.
+    return RedisPersistence(
+        RDB if int(info.get("rdb_saves", 0)) > 0 else NONE,
+        f"aof_enabled:0, rdb_saves:{info.get('rdb_saves', 0)} (INFO persistence; CONFIG is forbidden)",
+    )
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """One supervised program as supervisord last reported it."""
+
+    name: str  # group:name
+    state: str
+    since: float
+    recent_failures: int  # within PROGRAM_FAILURE_WINDOW_S of now
+
+    @property
+    def problem(self) -> str | None:
+        """Why this program makes the stack degraded, or None."""
+        if self.state == "FATAL":
+            return f"{self.name} FATAL (gave up restarting)"
+        if self.recent_failures >= PROGRAM_MAX_FAILURES:
+            minutes = PROGRAM_FAILURE_WINDOW_S / 60
+            return f"{self.name} restart-looping ({self.recent_failures} failures in {minutes:g} min)"
+        return None
+
+
+def read_programs(client: redis.Redis, now: float | None = None) -> dict[str, ProgramState]:
+    """Every program's state from KEY_PROGRAMS (empty when no supervisord of ours reports)."""
+    with redis_errors("reading program states"):
+        raw = client.hgetall(KEY_PROGRAMS)
+    return parse_programs(raw, time.time() if now is None else now)
+
+
+def parse_programs(raw: Mapping[Any, Any], now: float) -> dict[str, ProgramState]:
+    """ProgramStates from an HGETALL reply of KEY_PROGRAMS; values we did not write are skipped."""
+    programs: dict[str, ProgramState] = {}
+    for key, value in raw.items():
+        name = _text(key) or ""
+        try:
+            entry = json.loads(value)
+            failures = [float(t) for t in entry.get("failures", [])]
+            programs[name] = ProgramState(
+                name=name,
+                state=str(entry["state"]),
+                since=float(entry["since"]),
+                recent_failures=sum(1 for t in failures if t > now - PROGRAM_FAILURE_WINDOW_S),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours to judge: a value we did not write
+    return programs
+
+
+def program_component(programs: Mapping[str, ProgramState] | None) -> dict[str, Any]:
+    """The `programs` component: ok, failing (with why), or unknown when nothing reports."""
+    if not programs:
+        return {"status": UNKNOWN, "failing": {}}
+    failing = {name: program.problem for name, program in programs.items() if program.problem}
+    return {
+        "status": FAILING if failing else OK,
+        "failing": failing,
+        "states": {name: program.state for name, program in programs.items()},
+    }
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------------
 def audit_function_present(cursor: PgCursor) -> bool:
     with postgres_errors():
@@ -250,11 +392,26 @@ class SchemaStatus:
     can_insert: bool
     can_execute: bool
     can_use_sequence: bool
-    can_select: bool  # needed only by doctor's flow checks, not by the producer
+    can_select: bool  # doctor's flow checks; the relay's inline duplicate check
+    can_update: bool = False
+    can_delete: bool = False
+    can_truncate: bool = False
+    log_new_callable: bool = False  # tickstockpl_log_new (db/init.sql): duplicate check without SELECT
 
     @property
     def callable(self) -> bool:
         return self.table and self.function and self.can_insert and self.can_execute and self.can_use_sequence
+
+    @property
+    def can_skip_existing(self) -> bool:
+        """The relay's duplicate check works: through the definer function, or inline with SELECT."""
+        return self.log_new_callable or self.can_select
+
+    @property
+    def can_erase(self) -> tuple[str, ...]:
+        """What this role may do to existing audit rows (empty: it writes only)."""
+        granted = (("UPDATE", self.can_update), ("DELETE", self.can_delete), ("TRUNCATE", self.can_truncate))
+        return tuple(name for name, allowed in granted if allowed)
 
 
 def schema_status(cursor: PgCursor) -> SchemaStatus:
@@ -267,13 +424,20 @@ def schema_status(cursor: PgCursor) -> SchemaStatus:
         table, view, function = cursor.fetchone()  # type: ignore[misc]
         sequence = None
         can_insert = can_select = can_use_sequence = can_execute = False
+        can_update = can_delete = can_truncate = False
         if table:
             cursor.execute(
-                "SELECT pg_get_serial_sequence(%s, 'id'), has_table_privilege(%s, 'INSERT'),"
-                " has_table_privilege(%s, 'SELECT')",
-                (AUDIT_TABLE, AUDIT_TABLE, AUDIT_TABLE),
+                "SELECT pg_get_serial_sequence(%(t)s, 'id'), has_table_privilege(%(t)s, 'INSERT'),"
+                " has_table_privilege(%(t)s, 'SELECT'), has_table_privilege(%(t)s, 'UPDATE'),"
+                " has_table_privilege(%(t)s, 'DELETE'), has_table_privilege(%(t)s, 'TRUNCATE')",
+                {"t": AUDIT_TABLE},
             )
-            sequence, can_insert, can_select = cursor.fetchone()  # type: ignore[misc]
+            sequence, can_insert, can_select, can_update, can_delete, can_truncate = cursor.fetchone()  # type: ignore[misc]
+        cursor.execute(
+            "SELECT coalesce(has_function_privilege(p, 'EXECUTE'), false) FROM to_regprocedure(%s) AS p",
+            (LOG_NEW_FUNCTION,),
+        )
+        log_new_callable = bool(cursor.fetchone()[0])  # type: ignore[index]
         if sequence:
             cursor.execute("SELECT has_sequence_privilege(%s, 'USAGE')", (sequence,))
             can_use_sequence = bool(cursor.fetchone()[0])  # type: ignore[index]
@@ -289,6 +453,10 @@ def schema_status(cursor: PgCursor) -> SchemaStatus:
         can_execute=bool(can_execute),
         can_use_sequence=can_use_sequence,
         can_select=bool(can_select),
+        can_update=bool(can_update),
+        can_delete=bool(can_delete),
+        can_truncate=bool(can_truncate),
+        log_new_callable=log_new_callable,
     )
 
 
@@ -435,12 +603,15 @@ def assess(
     depths: QueueDepths | None,
     now: float,
     thresholds: Thresholds = Thresholds(),
+    programs: Mapping[str, ProgramState] | None = None,
+    persistence: RedisPersistence | None = None,
 ) -> HealthReport:
     """Healthy, degraded or down, from readings already taken (stats and depths None when Redis is down).
 
     down: neither store is usable, so nothing can be published or audited. degraded: one store is
-    unusable, the detector has shown no progress for too long, or the outbox is backed up. Dead
-    letters are reported but do not change the status: they are set aside and block nothing.
+    unusable, the detector has shown no progress for too long, the outbox is backed up, or a
+    supervised program is FATAL or restart-looping. Dead letters are reported but do not change
+    the status: they are set aside and block nothing.
     """
     reasons: list[str] = []
     redis_ok = redis_component["status"] == OK
@@ -474,18 +645,26 @@ def assess(
         if backed_up:
             reasons.append(f"outbox backlog: {depths.outbox} records")
         dead = {"status": PRESENT if depths.dead_letters else OK, "count": depths.dead_letters}
+        if depths.audit_backlog and persistence is not None and persistence.at_risk:
+            reasons.append(f"{depths.audit_backlog} deferred audit rows only in a Redis without persistence")
+    program_states = program_component(programs)
+    reasons.extend(program_states["failing"].values())
     if not redis_ok and not postgres_ok:
         status = DOWN
     elif reasons:
         status = DEGRADED
     else:
         status = HEALTHY
+    redis_entry = dict(redis_component)
+    if persistence is not None:
+        redis_entry["persistence"] = persistence.mode
     components = {
-        "redis": dict(redis_component),
+        "redis": redis_entry,
         "postgres": dict(postgres_component),
         "detector": detector,
         "outbox": outbox,
         "dead_letters": dead,
+        "programs": program_states,
     }
     return HealthReport(status=status, reasons=tuple(reasons), components=components)
 

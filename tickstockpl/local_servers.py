@@ -19,6 +19,7 @@ import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -81,6 +82,49 @@ def unprivileged_user() -> pwd.struct_passwd | None:
     raise LocalServerError("running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL")
 
 
+def ensure_service_user(name: str, python: str, cwd: Path) -> str | None:
+    """As root: create `name` as a system user if missing, and check that it can run `python` with
+    our package. None when it can; else why not (a 0700 home above a pyenv interpreter, say)."""
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd")
+        if useradd is None:
+            return f"user {name!r} does not exist and there is no useradd (set TICKSTOCKPL_SERVICE_USER)"
+        created = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if created.returncode != 0:
+            return f"useradd {name} failed: {created.stderr.strip()}"
+        account = pwd.getpwnam(name)
+    if account.pw_uid == 0:
+        return f"TICKSTOCKPL_SERVICE_USER={name} is uid 0"
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import tickstockpl.supervised"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
+        failed, why = probe.returncode != 0, (probe.stderr.strip().splitlines() or [""])[-1]
+    except OSError as exc:
+        failed, why = True, str(exc)
+    if failed:
+        return (
+            f"{name} cannot run {python} ({why}); install the virtualenv from a Python other users "
+            f"can execute (make install PYTHON=/usr/bin/python3), or readable project files"
+        )
+    return None
+
+
 @dataclass
 class LocalRedis:
     """A redis-server on a free port in `directory`; appendonly on so a restart keeps the data."""
@@ -90,6 +134,8 @@ class LocalRedis:
     host: str = "127.0.0.1"
     appendonly: bool = True
     process: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # more redis-server options (they win over ours): TLS, ACL, ...
+    client_options: dict[str, Any] = field(default_factory=dict)  # how start() must connect to PING
 
     def command(self) -> list[str]:
         return [
@@ -102,13 +148,20 @@ class LocalRedis:
             "--appendfsync", "everysec",
             "--protected-mode", "no",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self, timeout_s: float = 15.0) -> LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         # No client-side retries: between two pings we check that the server is still alive.
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+            **self.client_options,
+        )
         try:
             wait_for(lambda: self._alive() and bool(client.ping()), timeout_s, f"redis-server on {self.port}")
         finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 T = TypeVar("T")
 
@@ -22,6 +23,15 @@ DEFAULT_SYMBOLS = (
     "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "JPM", "V",
     "WMT", "XOM", "UNH", "MA", "JNJ", "PG", "HD", "COST", "NFLX", "AMD",
 )  # fmt: skip
+
+
+# The producer's roles, created by db/init.sql (docs/stack.md, "Least privilege").
+AUDIT_ROLE = "tickstockpl_producer"  # write-only: EXECUTE + INSERT, no SELECT/UPDATE/DELETE/TRUNCATE
+READ_ROLE = "tickstockpl_reader"  # SELECT only: doctor's flow checks
+BACKTEST_ROLE = "tickstockpl_backtester"  # SELECT on historical_bars only
+# Names an environment variable that holds the dotenv file to read; empty: none (the stack's
+# services get every setting spelled out in their environment, and may not read .env).
+ENV_FILE_VARIABLE = "TICKSTOCKPL_ENV_FILE"
 
 
 class SettingsError(ValueError):
@@ -87,6 +97,14 @@ class Settings:
     redis_port: int = _setting("REDIS_PORT", 6379, _port)
     redis_db: int = _setting("REDIS_DB", 0, int)
     redis_password: str = _setting("REDIS_PASSWORD", "", secret=True)
+    redis_username: str = _setting("REDIS_USERNAME", "")  # an ACL user (deploy/redis-producer.acl)
+    # TLS (a rediss:// REDIS_URL sets REDIS_SSL): the CA bundle that signed the server's certificate
+    # (empty: the system's), an optional client certificate, and whether the name must match it.
+    redis_ssl: bool = _setting("REDIS_SSL", False, _parse_bool)
+    redis_ssl_ca_certs: str = _setting("REDIS_SSL_CA_CERTS", "")
+    redis_ssl_certfile: str = _setting("REDIS_SSL_CERTFILE", "")
+    redis_ssl_keyfile: str = _setting("REDIS_SSL_KEYFILE", "", secret=True)
+    redis_ssl_check_hostname: bool = _setting("REDIS_SSL_CHECK_HOSTNAME", True, _parse_bool)
     # PostgreSQL: the consumer's audit database.
     postgres_host: str = _setting("POSTGRES_HOST", "localhost")
     postgres_port: int = _setting("POSTGRES_PORT", 5433, _port)
@@ -131,7 +149,22 @@ class Settings:
     # The stack (`make up`): auto = docker compose when a Docker daemon answers, else embedded.
     stack_mode: str = _setting("TICKSTOCKPL_STACK", "auto", _choice("auto", "embedded", "docker"))
     # A superuser URI for a PostgreSQL that `make up` attaches to: apply db/init.sql, set role passwords.
+    # Only `up` itself uses it: it never reaches the services' environment.
     postgres_admin_uri: str = _setting("POSTGRES_ADMIN_URI", "", secret=True)
+    # Database roles (docs/stack.md, "Least privilege"). `least`: where `make up` prepares the
+    # database it gives the producer's roles passwords (generated into .env) and runs the services
+    # with them: the write-only audit role for the audit, the reader for doctor's flow checks, the
+    # backtester's role for historical_bars. `shared`: every service uses POSTGRES_USER (the weaker
+    # option: app_readwrite can UPDATE, DELETE and TRUNCATE the audit trail).
+    db_roles: str = _setting("TICKSTOCKPL_DB_ROLES", "least", _choice("least", "shared"))
+    audit_user: str = _setting("POSTGRES_AUDIT_USER", AUDIT_ROLE)
+    audit_password: str = _setting("POSTGRES_AUDIT_PASSWORD", "", secret=True)
+    read_user: str = _setting("POSTGRES_READ_USER", READ_ROLE)
+    read_password: str = _setting("POSTGRES_READ_PASSWORD", "", secret=True)
+    backtest_user: str = _setting("POSTGRES_BACKTEST_USER", BACKTEST_ROLE)
+    backtest_password: str = _setting("POSTGRES_BACKTEST_PASSWORD", "", secret=True)
+    # Who runs the services when `make up` runs as root (created as a system user if missing).
+    service_user: str = _setting("TICKSTOCKPL_SERVICE_USER", "tickstockpl")
     # Where the embedded stack keeps its state (supervisord socket, logs, local stores); relative to the root.
     var_dir: str = _setting("TICKSTOCKPL_VAR_DIR", "var")
 
@@ -139,9 +172,17 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
     ) -> Settings:
-        """Read the environment, with `.env` (if present) filling in what the environment lacks."""
+        """Read the environment, with `.env` (if present) filling in what the environment lacks.
+
+        TICKSTOCKPL_ENV_FILE in the environment names another dotenv file (empty: none).
+        """
+        environ = os.environ if environ is None else environ
+        if ENV_FILE_VARIABLE in environ:
+            env_file = environ[ENV_FILE_VARIABLE] or None
         values = dict(read_env_file(env_file)) if env_file else {}
-        values.update(os.environ if environ is None else environ)
+        values.update(environ)
+        if values.get(REDIS_URL_VARIABLE):
+            values.update(redis_url_parts(values[REDIS_URL_VARIABLE]))
         kwargs: dict[str, Any] = {}
         for item in dataclasses.fields(cls):
             name = item.metadata["env"]
@@ -176,6 +217,27 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def _as_role(self, user: str, password: str) -> Settings:
+        """The same settings connecting as `user`, when its password is known (else unchanged)."""
+        if self.database_uri or not (user and password):
+            return self
+        return self.replace(postgres_user=user, postgres_password=password)
+
+    def with_service_roles(self) -> Settings:
+        """What the services run with: the audit role as POSTGRES_USER under `least` once its
+        password is known (`make up` generates it), else as configured."""
+        if self.db_roles != "least":
+            return self
+        return self._as_role(self.audit_user, self.audit_password)
+
+    def for_reading(self) -> Settings:
+        """Connect as the read role (doctor's flow checks), if its password is known."""
+        return self._as_role(self.read_user, self.read_password)
+
+    def for_backtest(self) -> Settings:
+        """Connect as the backtester's role (historical_bars), if its password is known."""
+        return self._as_role(self.backtest_user, self.backtest_password)
+
     @property
     def postgres_dsn(self) -> str:
         """A libpq connection string (DATABASE_URI if set)."""
@@ -201,7 +263,34 @@ class Settings:
 
     @property
     def redis_target(self) -> str:
-        return f"{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        """Where Redis is, for messages (never the password)."""
+        user = f"{self.redis_username}@" if self.redis_username else ""
+        tls = " (TLS)" if self.redis_ssl else ""
+        return f"{user}{self.redis_host}:{self.redis_port}/{self.redis_db}{tls}"
+
+
+# REDIS_URL (redis:// or rediss://[user[:password]@]host[:port][/db]) sets the REDIS_* parts it names.
+REDIS_URL_VARIABLE = "REDIS_URL"
+
+
+def redis_url_parts(url: str) -> dict[str, str]:
+    """The REDIS_* variables a Redis URL stands for; SettingsError (never the password) when bad."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise SettingsError(f"{REDIS_URL_VARIABLE}: expected redis:// or rediss://host[:port][/db]")
+    parts = {"REDIS_HOST": parsed.hostname, "REDIS_SSL": "1" if parsed.scheme == "rediss" else "0"}
+    try:
+        if parsed.port:
+            parts["REDIS_PORT"] = str(parsed.port)
+    except ValueError:
+        raise SettingsError(f"{REDIS_URL_VARIABLE}: the port is not a number") from None
+    if parsed.path.strip("/"):
+        parts["REDIS_DB"] = parsed.path.strip("/")
+    if parsed.username:
+        parts["REDIS_USERNAME"] = unquote(parsed.username)
+    if parsed.password:
+        parts["REDIS_PASSWORD"] = unquote(parsed.password)
+    return parts
 
 
 def _libpq_quote(value: str) -> str:

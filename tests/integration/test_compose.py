@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from ruamel.yaml import YAML
 
+from tickstockpl import health
 from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import Settings
 from tickstockpl.stack.supervisord import PROGRAMS
@@ -130,7 +132,11 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alert_rules_use_only_metrics_the_exporter_serves(settings: Settings) -> None:
+def test_alert_rules_use_only_metrics_the_exporter_serves(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # A supervisord reports its programs (tickstockpl/programwatch.py): the per-program metrics have samples.
+    redis_client.hset(health.KEY_PROGRAMS, "tickstockpl:backtester", '{"state": "RUNNING", "since": 0}')
     registry, collector = build_registry(settings)
     try:
         served = {sample.name for family in registry.collect() for sample in family.samples}
@@ -149,11 +155,12 @@ def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path:
         "ENV_TICKSTOCKPL_VAR": str(tmp_path),
         "ENV_TICKSTOCKPL_PYTHON": sys.executable,
         "ENV_TICKSTOCKPL_AUTOSTART": "false",
+        "ENV_TICKSTOCKPL_SERVICE_USER": "nobody",
     }
     options.configfile = str(ROOT / "supervisord.conf")
     options.process_config(do_usage=False)
     groups = {group.name: group for group in options.process_group_configs}
-    assert set(groups) == {"tickstockpl"}
+    assert set(groups) == {"tickstockpl", "programwatch"}  # the event listener: its own group
     programs = {program.name: program for program in groups["tickstockpl"].process_configs}
     assert set(programs) == set(PROGRAMS)
     for program in programs.values():

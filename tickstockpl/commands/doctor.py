@@ -1,9 +1,10 @@
 """`tickstockpl doctor`: the integration document's startup checklist and troubleshooting guide as checks.
 
 Required checks (exit 1 when one fails): Redis, PostgreSQL with our credentials, the audit table,
-function and sequence grant callable by our role, and a fresh heartbeat once the stack runs.
-Advisory checks warn and exit 0, because a producer with no consumer attached is healthy:
-subscribers, recent patterns, flows completed by the consumer, orphans, backlog.
+function and sequence grant callable by our role, the relay's duplicate check allowed, and a fresh
+heartbeat once the stack runs. Advisory checks warn and exit 0, because a producer with no consumer
+attached is healthy: subscribers, recent patterns, flows completed by the consumer, orphans,
+backlog, and whether our role could change or erase the audit trail (the weaker shared setup).
 Every failure carries a one-line fix. `--json` prints the same for machines.
 """
 
@@ -22,10 +23,11 @@ from tickstockpl import contract, health
 from tickstockpl.commands.common import add_max_age
 from tickstockpl.errors import AuditConfigError, RedisConfigError, TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_USAGE
-from tickstockpl.settings import Settings
+from tickstockpl.settings import AUDIT_ROLE, Settings
 from tickstockpl.stores import PgConnection, postgres_connection
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+PRIVILEGES_TITLE = "the audit role cannot change or erase the trail (least privilege)"
 MARKS = {PASS: "✓", FAIL: "✗", SKIP: "–"}
 
 
@@ -88,12 +90,23 @@ class Doctor:
         self.client: redis.Redis | None = None
         self.conn: PgConnection | None = None
         self.can_select = False
+        self.status: health.SchemaStatus | None = None
         self.thresholds = health.Thresholds.from_settings(settings)
+        # Checks decided early but shown last (the advisory rows after the required ones).
+        self.deferred: list[tuple[str, str, bool, Callable[[Check], Check]]] = []
 
     def add(self, name: str, title: str, required: bool, body: Callable[[Check], Check]) -> None:
         check = Check(name, title, required)
         try:
             self.checks.append(body(check))
+        except RedisConfigError as exc:  # a command or key the ACL user may not use
+            self.checks.append(
+                check.failed(
+                    f"Redis refused {self.settings.redis_username or 'default'}: {exc}",
+                    "give the producer's ACL user the commands, keys and channels it uses: load "
+                    "deploy/redis-producer.acl (docs/operations.md, Redis ACL)",
+                )
+            )
         except TickStockPLError as exc:  # a store went away between two checks
             self.checks.append(check.failed(str(exc), "re-run doctor; if it persists, check the store's log"))
 
@@ -103,9 +116,13 @@ class Doctor:
             self.add("postgres", "PostgreSQL reachable with our credentials", True, self.check_postgres)
             self.schema_checks()
             self.add("heartbeat", "heartbeat fresh (once the stack runs)", True, self.check_heartbeat)
+            self.add("programs", "no program FATAL or restart-looping", True, self.check_programs)
             self.add("subscribers", "TickStockAppV2 listening (PUBSUB NUMSUB)", False, self.check_subscribers)
             self.flow_checks()
             self.add("backlog", "outbox, dead letters and audit backlog", False, self.check_backlog)
+            self.add("redis_persistence", "Redis survives a restart (AOF)", False, self.check_persistence)
+            for name, title, required, body in self.deferred:
+                self.add(name, title, required, body)
         finally:
             if self.client is not None:
                 self.client.close()
@@ -122,8 +139,9 @@ class Doctor:
         except RedisConfigError as exc:
             client.close()
             return check.failed(
-                f"{target} refused our credentials: {exc}",
-                f"set REDIS_PASSWORD to what the Redis at {target} requires",
+                f"{target} refused our credentials (password, ACL user or TLS): {exc}",
+                f"set REDIS_PASSWORD (and REDIS_USERNAME for an ACL user; REDIS_SSL, REDIS_SSL_CA_CERTS for "
+                f"TLS) to what the Redis at {target} requires",
             )
         except TickStockPLError as exc:
             client.close()
@@ -156,11 +174,15 @@ class Doctor:
             version = cursor.fetchone()[0]  # type: ignore[index]
         return check.passed(f"{target}: PostgreSQL {version}", target=target, version=version)
 
-    def schema_checks(self) -> None:
-        init_hint = (
+    @property
+    def init_hint(self) -> str:
+        return (
             f"apply db/init.sql as a superuser: psql -d {self.settings.postgres_db} -f db/init.sql "
             "(TickStockAppV2 dropped it at 539232d; TICKSTOCKPL_AUDIT_ENABLED=0 runs without the audit)"
         )
+
+    def schema_checks(self) -> None:
+        init_hint = self.init_hint
         user = self.settings.postgres_user
         if self.conn is None:
             why = "audit disabled" if not self.settings.audit_enabled else "PostgreSQL unreachable"
@@ -169,12 +191,15 @@ class Doctor:
                 ("function", "log_integration_event present, EXECUTE granted"),
                 ("sequence", "sequence grant (USAGE on integration_events_id_seq)"),
                 ("audit_call", "an audit row is accepted (probe, rolled back)"),
+                ("duplicate_check", "the relay's duplicate check is allowed"),
             ):
                 self.checks.append(Check(name, title, True).skipped(why))
+            self.deferred.append(("privileges", PRIVILEGES_TITLE, False, lambda check: check.skipped(why)))
             return
         with self.conn.cursor() as cursor:
             status = health.schema_status(cursor)
         self.can_select = status.can_select
+        self.status = status
 
         def table(check: Check) -> Check:
             if not status.table:
@@ -221,6 +246,40 @@ class Doctor:
         self.add("function", "log_integration_event present, EXECUTE granted", True, function)
         self.add("sequence", "sequence grant (USAGE on integration_events_id_seq)", True, sequence)
         self.add("audit_call", "an audit row is accepted (probe, rolled back)", True, audit_call)
+        self.add("duplicate_check", "the relay's duplicate check is allowed", True, self.check_duplicate)
+        self.deferred.append(("privileges", PRIVILEGES_TITLE, False, self.check_privileges))
+
+    def check_duplicate(self, check: Check) -> Check:
+        """The relay skips flows already audited: allowed through the definer function or SELECT."""
+        status, user = self.status, self.settings.postgres_user
+        assert status is not None
+        if status.log_new_callable:
+            return check.passed("through tickstockpl_log_new (SECURITY DEFINER): no SELECT needed")
+        if status.can_select:
+            return check.passed(f"inline: {user} may SELECT integration_events", inline=True)
+        return check.failed(
+            f"{user} may neither EXECUTE tickstockpl_log_new nor SELECT integration_events: the "
+            "relay's duplicate check is refused and every row goes to the audit backlog",
+            f"{self.init_hint}; it creates tickstockpl_log_new and grants it to {AUDIT_ROLE}",
+        )
+
+    def check_privileges(self, check: Check) -> Check:
+        """Which setup this is: the write-only audit role, or a role that can erase the trail."""
+        status, user = self.status, self.settings.postgres_user
+        assert status is not None
+        erase = status.can_erase
+        data = {"can_erase": list(erase), "can_select": status.can_select, "role": user}
+        if erase:
+            return check.failed(
+                f"{user} may {', '.join(erase)} integration_events: the weaker shared setup, in "
+                "which whoever holds this password can rewrite or erase the audit trail",
+                f"run the services as the write-only {AUDIT_ROLE}: make up does "
+                "(TICKSTOCKPL_DB_ROLES=least); attached to a database, apply db/init.sql as a superuser "
+                f"and set POSTGRES_USER={AUDIT_ROLE} (docs/stack.md, Least privilege)",
+                **data,
+            )
+        reads = "reads nothing" if not status.can_select else "may SELECT (reads, cannot change)"
+        return check.passed(f"least privilege: {user} writes audit rows only, {reads}", **data)
 
     # --- the running stack -----------------------------------------------------------------------
     def check_heartbeat(self, check: Check) -> Check:
@@ -248,6 +307,39 @@ class Doctor:
         shown = f"; last health status {status}" if status else ""
         return check.passed(f"{reading.age_s:.1f} s old (limit {self.args.max_age:g} s){shown}", **data)
 
+    def check_programs(self, check: Check) -> Check:
+        if self.client is None:
+            return check.skipped("Redis unreachable")
+        programs = health.read_programs(self.client)
+        if not programs:
+            return check.skipped("no supervisord of ours reports program states (is the stack running?)")
+        component = health.program_component(programs)
+        states = component["states"]
+        if component["failing"]:
+            return check.failed(
+                "; ".join(component["failing"].values()),
+                "see why in `make logs` (or docker compose logs), fix it, then "
+                "`supervisorctl -c var/supervisorctl.conf restart <group:name>`",
+                states=states,
+            )
+        shown = ", ".join(f"{name.split(':')[-1]} {state}" for name, state in sorted(states.items()))
+        return check.passed(shown, states=states)
+
+    def check_persistence(self, check: Check) -> Check:
+        if self.client is None:
+            return check.skipped("Redis unreachable")
+        persistence = health.read_persistence(self.client)
+        backlog = health.queue_depths(self.client).audit_backlog
+        data = {"mode": persistence.mode, "audit_backlog": backlog}
+        if persistence.mode == health.AOF:
+            return check.passed(persistence.detail, **data)
+        return check.failed(
+            persistence.risk(backlog),
+            "turn on AOF in that Redis (CONFIG SET appendonly yes, and appendonly yes in redis.conf), or "
+            "give the producer a Redis of its own that has it; with CONFIG forbidden, ask its operator",
+            **data,
+        )
+
     def check_subscribers(self, check: Check) -> Check:
         if self.client is None:
             return check.skipped("Redis unreachable")
@@ -267,19 +359,25 @@ class Doctor:
             "consumer_flows": "flows completed by the consumer (EVENT_RECEIVED, EVENT_PARSED)",
             "orphans": "no orphan flows",
         }
-        if self.conn is None or not self.can_select:
+        reader = self._reader()
+        if reader is None:
             why = (
                 "PostgreSQL unreachable"
                 if self.conn is None
-                else f"{self.settings.postgres_user} cannot read integration_events (needs SELECT)"
+                else f"{self.settings.postgres_user} cannot read integration_events (needs SELECT, or "
+                "POSTGRES_READ_PASSWORD for the read role)"
             )
             for name, title in titles.items():
                 self.checks.append(Check(name, title, False).skipped(why))
             return
-        with self.conn.cursor() as cursor:
-            flows = health.flow_stats(
-                cursor, window_s=self.args.window, orphan_grace_s=self.args.orphan_grace
-            )
+        try:
+            with reader.cursor() as cursor:
+                flows = health.flow_stats(
+                    cursor, window_s=self.args.window, orphan_grace_s=self.args.orphan_grace
+                )
+        finally:
+            if reader is not self.conn:
+                reader.close()
         data = asdict(flows)
         window = f"in the last {self.args.window / 60:g} min"
 
@@ -321,6 +419,19 @@ class Doctor:
         self.add("recent_patterns", titles["recent_patterns"], False, recent)
         self.add("consumer_flows", titles["consumer_flows"], False, completed)
         self.add("orphans", titles["orphans"], False, orphans)
+
+    def _reader(self) -> PgConnection | None:
+        """A connection that may read the flows: the read role's when its password is known (the
+        audit role may not SELECT), else ours if it can; None when neither."""
+        if self.conn is None:
+            return None
+        reading = self.settings.for_reading()
+        if reading is not self.settings:
+            try:
+                return postgres_connection(reading)
+            except TickStockPLError:
+                pass  # fall back to our own connection, which may read
+        return self.conn if self.can_select else None
 
     def check_backlog(self, check: Check) -> Check:
         if self.client is None:

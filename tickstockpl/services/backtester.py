@@ -23,8 +23,8 @@ from tickstockpl.backoff import Backoff
 from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_job
 from tickstockpl.backtest.queue import JobQueue, cancel_target
 from tickstockpl.backtest.store import PostgresHistory
-from tickstockpl.errors import AuditConfigError, RedisUnavailable, StoreUnavailable
-from tickstockpl.exitcodes import RET_OK
+from tickstockpl.errors import AuditConfigError, RedisConfigError, RedisUnavailable, StoreUnavailable
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.25  # at most one progress message per this, besides the first and the last
 POLL_S = 0.2
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Refusals, not outages (AuthenticationError is a ConnectionError, so these are caught first).
+REDIS_REFUSALS = (
+    redis.AuthenticationError,
+    redis.exceptions.NoPermissionError,
+    redis.exceptions.AuthorizationError,
+)
 
 
 class Backtester:
@@ -43,7 +49,7 @@ class Backtester:
         self.stop = stop
         self.redis = redis_client(settings)
         self.queue = JobQueue(self.redis)
-        self.history = PostgresHistory(settings)
+        self.history = PostgresHistory(settings.for_backtest())  # its own role: historical_bars only
         self.pubsub: Any = None
         self.current: str | None = None  # job_id running now
         self.cancel_current = False
@@ -229,6 +235,9 @@ def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool 
                 service.poll(POLL_S)
                 ran = service.run_next()
                 backoff.succeeded()
+            except (RedisConfigError, *REDIS_REFUSALS) as exc:  # wrong password or ACL: an operator must act
+                log.error("backtester cannot use Redis at %s: %s", settings.redis_target, exc)
+                return RET_CONFIG
             except (RedisUnavailable, *REDIS_ERRORS) as exc:
                 service.disconnect()  # resubscribe, and recover the job in flight, once Redis is back
                 stop.wait(backoff.failed(exc))

@@ -31,7 +31,7 @@ from tickstockpl.lifecycle import install_stop_handlers, service_main
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
 from tickstockpl.settings import Settings
 from tickstockpl.sources import BarSource, build_source
-from tickstockpl.stores import redis_client, redis_errors
+from tickstockpl.stores import check_access, redis_client
 
 log = logging.getLogger("tickstockpl.detector")
 
@@ -266,8 +266,7 @@ def _run(
     drain_timeout_s: float,
 ) -> int:
     try:
-        with redis_errors("checking Redis at start"):
-            detector.buffer.client.ping()
+        check_access(detector.buffer.client, "checking Redis at start")  # password and ACL
     except RedisConfigError as exc:  # a wrong password or ACL: restarting will not help
         log.error("detector cannot use Redis at %s: %s", settings.redis_target, exc)
         detector.source.close()

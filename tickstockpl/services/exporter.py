@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
@@ -26,16 +27,31 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from tickstockpl import contract
-from tickstockpl.errors import AuditConfigError, AuditDataError, PostgresUnavailable
-from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE
+from tickstockpl import contract, health
+from tickstockpl.errors import (
+    AuditConfigError,
+    AuditDataError,
+    PostgresUnavailable,
+    RedisConfigError,
+    RedisUnavailable,
+    TickStockPLError,
+)
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
-from tickstockpl.stores import PgConnection, close_quietly, postgres_connection, postgres_errors, redis_client
+from tickstockpl.stores import (
+    PgConnection,
+    close_quietly,
+    postgres_connection,
+    postgres_errors,
+    redis_client,
+    redis_errors,
+)
 
 log = logging.getLogger("tickstockpl.exporter")
 
 PREFIX = "tickstockpl_"
+PERSISTENCE_EVERY_S = 60.0
 SCRAPE_TIMEOUT_S = 2.0  # each store gets this long per scrape; Prometheus' own timeout is 10 s
 
 
@@ -164,6 +180,7 @@ class StackCollector(Collector):
         self._pg: PgConnection | None = None
         self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
         self._was_up: dict[str, bool] = {}  # per store, for logging each change once
+        self._persistence_read: tuple[float, health.RedisPersistence] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # nothing known before the first scrape; keeps registration free of I/O
@@ -186,23 +203,41 @@ class StackCollector(Collector):
 
     # --- Redis ------------------------------------------------------------------------------------
 
+    def _read_redis(self) -> list[Any]:
+        """Everything a scrape reads from Redis, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(contract.KEY_STATS)
+        pipe.get(contract.KEY_HEARTBEAT)
+        for key in DEPTHS:
+            pipe.llen(key)
+        pipe.xlen(contract.KEY_REPLAY_STREAM)
+        pipe.hgetall(health.KEY_PROGRAMS)
+        pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
+        replies: list[Any] = pipe.execute()
+        return replies
+
+    def refused_by_redis(self) -> RedisConfigError | None:
+        """The scrape's reads once: Redis refusing our credentials or a command (an operator must
+        act) is returned; Redis being down is not (a scrape reports it as tickstockpl_up 0)."""
+        try:
+            with redis_errors("the exporter's reads"):
+                self._read_redis()
+        except RedisConfigError as exc:
+            return exc
+        except RedisUnavailable:
+            return None
+        return None
+
     def _collect_redis(self) -> tuple[list[Metric], bool]:
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(contract.KEY_STATS)
-            pipe.get(contract.KEY_HEARTBEAT)
-            for key in DEPTHS:
-                pipe.llen(key)
-            pipe.xlen(contract.KEY_REPLAY_STREAM)
-            pipe.pubsub_numsub(*contract.PRODUCER_CHANNELS)
-            replies = pipe.execute()
+            replies = self._read_redis()
         except (redis.RedisError, OSError) as exc:
             self._log_change("Redis", False, exc)
             return [], False
         self._log_change("Redis", True, None)
         stats, heartbeat = replies[0], replies[1]
         depths = replies[2 : 2 + len(DEPTHS)]
-        stream_length, numsub = replies[-2], replies[-1]
+        stream_length, programs, numsub = replies[-3], replies[-2], replies[-1]
         now = time.time()
         metrics = list(stats_metrics(stats, now))
         metrics.append(heartbeat_metric(heartbeat, now))
@@ -221,7 +256,19 @@ class StackCollector(Collector):
         for channel, count in numsub:
             subscribers.add_metric([_text(channel)], float(count))
         metrics.append(subscribers)
+        metrics.extend(program_metrics(health.parse_programs(programs, now)))
+        backlog = int(depths[list(DEPTHS).index(contract.KEY_AUDIT_BACKLOG)])
+        metrics.extend(persistence_metrics(self._persistence(now), backlog))
         return metrics, True
+
+    def _persistence(self, now: float) -> health.RedisPersistence:
+        """Read at most once a minute (two or three round trips; it rarely changes)."""
+        if self._persistence_read is None or now - self._persistence_read[0] > PERSISTENCE_EVERY_S:
+            try:
+                self._persistence_read = (now, health.read_persistence(self._redis))
+            except TickStockPLError:
+                return health.RedisPersistence(health.UNKNOWN, "Redis did not answer")
+        return self._persistence_read[1]
 
     # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -259,6 +306,45 @@ class StackCollector(Collector):
     def close(self) -> None:
         self._close_pg()
         self._redis.close()
+
+
+def persistence_metrics(persistence: health.RedisPersistence, audit_backlog: int) -> Iterator[Metric]:
+    """What survives a Redis restart, and the deferred audit rows that would not."""
+    mode = GaugeMetricFamily(
+        PREFIX + "redis_persistence",
+        "1 for the Redis's persistence: aof (survives a restart), rdb (snapshots only), none, unknown.",
+        labels=["mode"],
+    )
+    for name in (health.AOF, health.RDB, health.NONE, health.UNKNOWN):
+        mode.add_metric([name], 1.0 if persistence.mode == name else 0.0)
+    yield mode
+    yield GaugeMetricFamily(
+        PREFIX + "audit_backlog_at_risk",
+        "Deferred audit rows held only by a Redis without persistence: a Redis restart loses them for good.",
+        value=float(audit_backlog if persistence.at_risk else 0),
+    )
+
+
+def program_metrics(programs: Mapping[str, health.ProgramState]) -> Iterator[Metric]:
+    """Each supervised program's state as supervisord last reported it (tickstockpl/programwatch.py)."""
+    running = GaugeMetricFamily(
+        PREFIX + "program_running", "1 when supervisord reports the program RUNNING.", labels=["program"]
+    )
+    failing = GaugeMetricFamily(
+        PREFIX + "program_failing",
+        "1 when the program is FATAL or restart-looping (health is degraded, doctor fails).",
+        labels=["program"],
+    )
+    failures = GaugeMetricFamily(
+        PREFIX + "program_recent_failures",
+        f"Unexpected exits and failed starts in the last {health.PROGRAM_FAILURE_WINDOW_S:g} s.",
+        labels=["program"],
+    )
+    for name, program in sorted(programs.items()):
+        running.add_metric([name], 1.0 if program.state == "RUNNING" else 0.0)
+        failing.add_metric([name], 1.0 if program.problem else 0.0)
+        failures.add_metric([name], float(program.recent_failures))
+    yield from (running, failing, failures)
 
 
 def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> Iterator[Metric]:
@@ -359,6 +445,11 @@ def build_registry(settings: Settings) -> tuple[CollectorRegistry, StackCollecto
 def run(settings: Settings, stop: threading.Event) -> int:
     """Serve /metrics until `stop` is set."""
     registry, collector = build_registry(settings)
+    refused = collector.refused_by_redis()
+    if refused is not None:
+        log.error("exporter cannot use Redis at %s: %s", settings.redis_target, refused)
+        collector.close()
+        return RET_CONFIG
     try:
         server, thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_host, registry=registry

@@ -30,12 +30,13 @@ import redis
 from tickstockpl import contract, health
 from tickstockpl.audit import AuditLog
 from tickstockpl.backoff import Backoff
-from tickstockpl.errors import AuditConfigError, AuditDataError, TickStockPLError
-from tickstockpl.exitcodes import RET_FAILED, RET_OK
+from tickstockpl.errors import AuditConfigError, AuditDataError, RedisConfigError, TickStockPLError
+from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
 from tickstockpl.lifecycle import service_main
 from tickstockpl.settings import Settings
 from tickstockpl.stores import postgres_errors, redis_errors
 
+PERSISTENCE_EVERY_S = 60.0  # how often the Redis persistence is read again
 log = logging.getLogger("tickstockpl.heartbeat")
 
 HEALTH_CHANGES_KEPT = 100  # status changes kept in KEY_HEALTH_CHANGES for operators
@@ -70,6 +71,9 @@ class Heartbeat:
         self.postgres_backoff = Backoff("PostgreSQL")
         self.last_report: health.HealthReport | None = None
         self.last_stats: health.StackStats | None = None
+        self.refused: RedisConfigError | None = None  # Redis refused our credentials or a command
+        self.persistence_warned: float | None = None  # monotonic time of the last persistence warning
+        self.persistence: tuple[float, health.RedisPersistence] | None = None  # (when read, what)
 
     # --- the Redis key ---------------------------------------------------------------------------
     def beat(self) -> bool:
@@ -86,6 +90,9 @@ class Heartbeat:
                 # Put the run's start back if the stats hash was lost (a flushed or fresh Redis).
                 pipe.hsetnx(contract.KEY_STATS, contract.STAT_STARTED_AT, repr(self.started_at))
                 pipe.execute()
+        except RedisConfigError as exc:  # a wrong password or ACL: retrying cannot help
+            self.refused = exc
+            return False
         except TickStockPLError as exc:
             self.retry_in = min(self.settings.heartbeat_interval_s, self.redis_backoff.failed(exc))
             return False
@@ -167,11 +174,14 @@ class Heartbeat:
     def evaluate(self) -> health.HealthReport:
         """Probe both stores and read the stack's state; remember status changes."""
         redis_error: Exception | None = None
-        stats = depths = None
+        stats = depths = programs = persistence = None
         try:
             health.ping_redis(self.client)
             stats = health.read_stats(self.client)
             depths = health.queue_depths(self.client)
+            programs = health.read_programs(self.client)
+            persistence = self._read_persistence()
+            self._warn_if_at_risk(persistence, depths.audit_backlog)
         except TickStockPLError as exc:
             redis_error = exc
         postgres_error: Exception | None = None
@@ -185,6 +195,8 @@ class Heartbeat:
             depths=depths,
             now=now,
             thresholds=self.thresholds,
+            programs=programs,
+            persistence=persistence,
         )
         if report.status != self.status:
             log.warning(
@@ -197,6 +209,26 @@ class Heartbeat:
             self.unpublished_change = True
         self.last_report = report
         return report
+
+    def _read_persistence(self) -> health.RedisPersistence:
+        """Re-read at most once a minute: it rarely changes, and under an ACL that forbids CONFIG
+        and INFO every read is a refusal in Redis's ACL LOG."""
+        now = time.monotonic()
+        if self.persistence is None or now - self.persistence[0] > PERSISTENCE_EVERY_S:
+            self.persistence = (now, health.read_persistence(self.client))
+        return self.persistence[1]
+
+    def _warn_if_at_risk(self, persistence: health.RedisPersistence, audit_backlog: int) -> None:
+        """WARNING whenever deferred audit rows live only in a Redis that a restart would empty (at
+        most once a minute), and once at start for any Redis without persistence."""
+        risk = persistence.risk(audit_backlog) if persistence.at_risk else ""
+        now = time.monotonic()
+        if not risk or (audit_backlog == 0 and self.persistence_warned is not None):
+            return
+        if self.persistence_warned is not None and now - self.persistence_warned < 60:
+            return
+        log.warning("%s", risk)
+        self.persistence_warned = now
 
     def _probe_postgres(self) -> Exception | None:
         """Can the audit path take a row? Connection, then the function (the consumer may drop it)."""
@@ -286,6 +318,10 @@ def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool 
             now = time.monotonic()
             if now >= next_beat:
                 ok = beat.beat()
+                if beat.refused is not None:
+                    log.error("heartbeat cannot use Redis at %s: %s", settings.redis_target, beat.refused)
+                    reason, clean = f"Redis refused us: {beat.refused}", False
+                    return RET_CONFIG
                 next_beat = now + (settings.heartbeat_interval_s if ok else beat.retry_in)
                 beat.write_startup_row()
                 beat.evaluate()

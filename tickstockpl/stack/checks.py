@@ -44,9 +44,15 @@ def required_checks(settings: Settings, heartbeat: bool, metrics: bool) -> list[
         conn = postgres_connection(settings)
         try:
             with conn.cursor() as cursor:
-                if not health.schema_status(cursor).callable:
+                status = health.schema_status(cursor)
+                if not status.callable:
                     failures.append(
                         f"PostgreSQL {settings.postgres_target}: schema or grants missing (apply db/init.sql)"
+                    )
+                elif not status.can_skip_existing:
+                    failures.append(
+                        f"PostgreSQL {settings.postgres_target}: the relay's duplicate check is not "
+                        "allowed (no tickstockpl_log_new, no SELECT; apply db/init.sql)"
                     )
         finally:
             conn.close()
@@ -76,3 +82,17 @@ def run_doctor(env: Mapping[str, str], root: Path, *flags: str, quiet: bool = Fa
         capture_output=quiet,
         check=False,
     ).returncode
+
+
+def persistence_warning(settings: Settings) -> str | None:
+    """The exact risk when the attached Redis would not keep the outbox across a restart (None: it
+    would, or Redis does not answer now; doctor reports that)."""
+    client = health.checking_client(settings, timeout_s=2)
+    try:
+        persistence = health.read_persistence(client)
+        backlog = health.queue_depths(client).audit_backlog
+    except TickStockPLError:
+        return None
+    finally:
+        client.close()
+    return persistence.risk(backlog) or None

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -21,11 +22,15 @@ from pathlib import Path
 from tickstockpl import contract
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_UNAVAILABLE
-from tickstockpl.settings import Settings
+from tickstockpl.local_servers import ensure_service_user
+from tickstockpl.settings import ENV_FILE_VARIABLE, Settings
 from tickstockpl.stack.base import ROOT, StackError, failed, say
-from tickstockpl.stack.checks import published_since, required_checks, run_doctor
+from tickstockpl.stack.checks import persistence_warning, published_since, required_checks, run_doctor
 from tickstockpl.stack.stores import LocalStores, choose_stores, ensure_password, prepare_database
 from tickstockpl.stack.supervisord import Supervisord
+
+# Superuser secrets: `up` uses them to prepare the database; no service's environment holds them.
+SUPERUSER_VARIABLES = ("POSTGRES_ADMIN_URI", "POSTGRES_SUPERUSER_PASSWORD")
 
 
 @dataclass
@@ -40,24 +45,54 @@ class EmbeddedStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     supervisord: Supervisord = field(init=False)
     _since: float = field(default_factory=time.time, repr=False)  # when this `up` began
+    _service_user: str = field(default="", repr=False)  # "root" when the fallback applies
 
     def __post_init__(self) -> None:
         self.supervisord = Supervisord(self.var_dir, self.root)
 
     def environment(self) -> dict[str, str]:
-        """What supervisord (and so every program) runs with: the resolved settings, spelled out."""
+        """What supervisord (and so every program) runs with: the resolved settings, spelled out,
+        with the services' database roles, and without any superuser secret (only `up` itself
+        prepares the database). The services read no .env: everything they need is here."""
         env = dict(os.environ)
-        env.update(self.settings.to_env())
+        env.update(self.settings.with_service_roles().to_env())
         env.update(
             {
                 "TICKSTOCKPL_VAR": str(self.var_dir),
                 "TICKSTOCKPL_PYTHON": sys.executable,
                 "TICKSTOCKPL_AUTOSTART": "false",
                 "PYTHONUNBUFFERED": "1",
+                ENV_FILE_VARIABLE: "",
+                "TICKSTOCKPL_SERVICE_USER": self.service_user,
             }
         )
         env.update(self.extra_env)
+        for name in SUPERUSER_VARIABLES:
+            env.pop(name, None)
         return env
+
+    @property
+    def service_user(self) -> str:
+        """Who supervisord runs the services as: ourselves, or when we are root the service user
+        (root only when that user cannot run our interpreter; `up` says so loudly)."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        return self._service_user or self.settings.service_user
+
+    def prepare_service_user(self) -> None:
+        """As root: make sure the service user exists and can run our interpreter; else fall back to
+        root, loudly."""
+        self._service_user = ""
+        if os.geteuid() != 0:
+            return
+        python = self.extra_env.get("TICKSTOCKPL_PYTHON", sys.executable)
+        problem = ensure_service_user(self.settings.service_user, python, self.root)
+        if problem is not None:
+            self._service_user = "root"
+            say(f"WARNING: the services run as ROOT: {problem}")
+            return
+        account = pwd.getpwnam(self.settings.service_user)
+        say(f"the services run as {account.pw_name} (uid {account.pw_uid})")
 
     def plan_stores(self) -> LocalStores:
         """Choose the stores, keep a generated password, and hand the local ones to supervisord."""
@@ -67,6 +102,7 @@ class EmbeddedStack:
         return stores
 
     def start_supervisord(self, foreground: bool = False) -> subprocess.Popen[bytes]:
+        self.prepare_service_user()
         return self.supervisord.start(self.environment(), foreground)
 
     # --- health ----------------------------------------------------------------------------------
@@ -122,8 +158,17 @@ class EmbeddedStack:
             self.supervisord.start_programs()
         self.wait_healthy(timeout_s)
         run_doctor(self.environment(), self.root)
+        self.warn_about_persistence()
         self.print_where_to_look()
         return RET_OK
+
+    def warn_about_persistence(self) -> None:
+        """Loudly, when the attached Redis would lose the outbox and the audit backlog on a restart."""
+        risk = persistence_warning(self.settings)
+        if risk:
+            banner = "!" * 100
+            fix = "Fix: appendonly yes in that Redis (docs/operations.md, Redis persistence)"
+            say(f"{banner}\nWARNING: {risk}.\n{fix}\n{banner}")
 
     def down(self, timeout_s: float = 180.0) -> int:
         """Stop supervisord and so everything it started (programs first, local stores last)."""
@@ -182,4 +227,5 @@ class EmbeddedStack:
         if not failing:
             print("  ✓ required checks pass (Redis, PostgreSQL schema, heartbeat)")
         doctor = run_doctor(self.environment(), self.root)
+        self.warn_about_persistence()
         return RET_OK if not failing and doctor == RET_OK else RET_FAILED

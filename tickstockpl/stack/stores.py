@@ -3,8 +3,9 @@
 Redis and PostgreSQL already reachable at the configured addresses are used as they are; a local
 address that does not answer gets a local `redis-server` (appendonly) or PostgreSQL (initdb into
 `var/`, run as an unprivileged user when we are root), run by our supervisord so that `down` stops
-them. The database is then prepared: `db/init.sql` applied, the configured role's password set
-(generated once into `.env` when there is none).
+them. The database is then prepared: `db/init.sql` applied, the configured role's password set,
+and under TICKSTOCKPL_DB_ROLES=least the producer's own roles' too (each generated once into `.env`
+when there is none).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from tickstockpl.local_servers import LocalPostgres, LocalRedis, LocalServerErro
 from tickstockpl.settings import Settings, read_env_file
 from tickstockpl.stack.base import StackError, say, wait_until
 from tickstockpl.stack.supervisord import program_section
-from tickstockpl.stores import PgConnection, connect_postgres, postgres_errors, with_dbname
+from tickstockpl.stores import (
+    PgConnection,
+    connect_postgres,
+    postgres_errors,
+    set_login_password,
+    with_dbname,
+)
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -129,12 +136,39 @@ def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
 
 
 def ensure_password(settings: Settings, stores: LocalStores, env_file: Path | None) -> Settings:
-    """A role we set up needs a password: generate one once and keep it in .env."""
-    if settings.postgres_password or settings.database_uri:
-        return settings
-    if not (stores.postgres or settings.postgres_admin_uri):
-        return settings  # someone else's server: its password is theirs to give us
-    return settings.replace(postgres_password=ensure_env_secret(env_file, "POSTGRES_PASSWORD"))
+    """A role we set up needs a password: generate one once and keep it in .env. Under
+    TICKSTOCKPL_DB_ROLES=least, so do the producer's own roles (audit, read, backtest)."""
+    if settings.database_uri or not (stores.postgres or settings.postgres_admin_uri):
+        return settings  # someone else's server: its passwords are theirs to give us
+    if not settings.postgres_password:
+        settings = settings.replace(postgres_password=ensure_env_secret(env_file, "POSTGRES_PASSWORD"))
+    if settings.db_roles == "least":
+        for field_name, variable in ROLE_PASSWORDS:
+            if not getattr(settings, field_name):
+                settings = settings.replace(**{field_name: ensure_env_secret(env_file, variable)})
+    return settings
+
+
+# The producer's roles whose passwords `up` sets under `least`: (Settings field, variable in .env).
+ROLE_PASSWORDS = (
+    ("audit_password", "POSTGRES_AUDIT_PASSWORD"),
+    ("read_password", "POSTGRES_READ_PASSWORD"),
+    ("backtest_password", "POSTGRES_BACKTEST_PASSWORD"),
+)
+
+
+def _role_passwords(settings: Settings) -> dict[str, str]:
+    """{role: password} that `prepare_database` sets: POSTGRES_USER's, and the producer's roles'."""
+    passwords = {settings.postgres_user: settings.postgres_password}
+    if settings.db_roles == "least":
+        for user, password in (
+            (settings.audit_user, settings.audit_password),
+            (settings.read_user, settings.read_password),
+            (settings.backtest_user, settings.backtest_password),
+        ):
+            if password:
+                passwords[user] = password
+    return passwords
 
 
 def ensure_env_secret(env_file: Path | None, name: str) -> str:
@@ -182,13 +216,15 @@ def prepare_database(settings: Settings, stores: LocalStores, root: Path) -> Non
     try:
         with postgres_errors(), conn.cursor() as cur:
             cur.execute((root / "db" / "init.sql").read_text())
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (s.postgres_user,))
-            if cur.fetchone() is None:
-                raise StackError(f"role {s.postgres_user} does not exist after db/init.sql", RET_CONFIG)
-            cur.execute(f'ALTER ROLE "{s.postgres_user}" LOGIN PASSWORD %s', (s.postgres_password,))
+            passwords = _role_passwords(s)
+            for role, password in passwords.items():
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if cur.fetchone() is None:
+                    raise StackError(f"role {role} does not exist after db/init.sql", RET_CONFIG)
+                set_login_password(cur, role, password)
     finally:
         conn.close()
-    say(f"PostgreSQL: db/init.sql applied to {s.postgres_db}; password set for {s.postgres_user}")
+    say(f"PostgreSQL: db/init.sql applied to {s.postgres_db}; passwords set for {', '.join(passwords)}")
 
 
 def _connect(dsn: str) -> PgConnection:
