@@ -491,9 +491,11 @@ MAX_TICK_VOLUME: Final = 1e13
 TICK_MAX_AGE_S: Final = 366 * 86_400
 TICK_MAX_LEAD_S: Final = 300.0
 # Per-symbol state of the tick source and the streaming engine: at most this many symbols (Massive's
-# whole US stock universe is ~12,000); a symbol with no tick for TICK_IDLE_S may be forgotten.
+# whole US stock universe is ~12,000). The tick source forgets a symbol whose last bar closed
+# TICK_IDLE_S ago (a late tick for it is then refused by the engine as out of order); the engine, when
+# full, forgets the series updated least recently (their pattern history restarts if they return).
 MAX_TRACKED_SYMBOLS: Final = 25_000
-TICK_IDLE_S: Final = 3_600.0
+TICK_IDLE_S: Final = 300.0
 # A backtest job run this many times without producing its result (a crash each time) is moved aside.
 MAX_JOB_ATTEMPTS: Final = 3
 KEY_BACKTEST_ATTEMPTS: Final = PRODUCER_PREFIX + "backtest:attempts"  # hash job_id -> runs started

@@ -83,11 +83,11 @@ def load_object(raw: object, limit: int) -> dict[str, Any]:
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Rejected(f"not valid JSON: {exc}", NOT_JSON) from None
+        raise Rejected(f"message is not valid JSON: {exc}", NOT_JSON) from None
     if not isinstance(message, dict):
-        raise Rejected(f"must be a JSON object, got {type(message).__name__}", NOT_OBJECT)
+        raise Rejected(f"message must be a JSON object, got {type(message).__name__}", NOT_OBJECT)
     if depth_exceeds(message, contract.MAX_INPUT_DEPTH):
-        raise Rejected(f"nested deeper than {contract.MAX_INPUT_DEPTH} levels", TOO_DEEP)
+        raise Rejected(f"message is nested deeper than {contract.MAX_INPUT_DEPTH} levels", TOO_DEEP)
     return message
 
 

@@ -99,12 +99,13 @@ def parse_job(raw: str | bytes) -> Job:
     inbound.load_object, then every field; JobError (an inbound.Rejected) says what is wrong."""
     try:
         message = inbound.load_object(raw, contract.MAX_JOB_BYTES)
+        if message.get("job_id") in (None, ""):
+            raise JobError("job_id is missing or not a string", inbound.BAD_JOB_ID)
+        job_id = inbound.check_job_id(message.get("job_id"))
+    except JobError:
+        raise
     except inbound.Rejected as exc:
-        prefix = "job is not valid JSON: " if exc.reason == inbound.NOT_JSON else "job "
-        raise JobError(prefix + str(exc), exc.reason) from None
-    if message.get("job_id") in (None, ""):
-        raise JobError("job_id is missing or not a string", inbound.BAD_JOB_ID)
-    job_id = inbound.check_job_id(message.get("job_id"))
+        raise JobError(str(exc), exc.reason) from None
     parameters = Parameters.from_mapping(message.get("parameters"))
     timeframe = (message.get("parameters") or {}).get("timeframe", DAILY)
     if not isinstance(timeframe, str) or not 0 < len(timeframe) <= 10:

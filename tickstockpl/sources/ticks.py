@@ -64,6 +64,7 @@ class TickAggregator:
         self._time = clock  # the real time, for the window a tick's timestamp must fall in
         self._open: dict[str, list[float]] = {}  # symbol -> [start, o, h, l, c, v]
         self._closed_until: dict[str, float] = {}  # symbol -> end of its last closed bar
+        self._symbols: set[str] = set()  # every symbol in either of the two
         self._ready: list[Bar] = []
         self._clock: tuple[float, float] | None = None  # (newest tick time, wall time when seen)
         self._swept = wall()
@@ -74,7 +75,7 @@ class TickAggregator:
     @property
     def tracked(self) -> int:
         """Symbols with state here (an open bar, or a recently closed one)."""
-        return len(self._closed_until.keys() | self._open.keys())
+        return len(self._symbols)
 
     def now(self) -> float | None:
         """The feed's clock (None before the first tick)."""
@@ -98,8 +99,10 @@ class TickAggregator:
         start = float(int(stamp // self.bar_seconds) * self.bar_seconds)
         if start + self.bar_seconds <= self._closed_until.get(symbol, float("-inf")):
             return self._refuse(LATE_TICK)
-        if symbol not in self._open and symbol not in self._closed_until and not self._room():
-            return self._refuse(TOO_MANY_SYMBOLS)
+        if symbol not in self._symbols:
+            if not self._room():
+                return self._refuse(TOO_MANY_SYMBOLS)
+            self._symbols.add(symbol)
         if self._clock is None or stamp > self._clock[0]:
             self._clock = (stamp, self._wall())
         high, low = tick.high or price, tick.low or price
@@ -135,13 +138,14 @@ class TickAggregator:
     def sweep(self, force: bool = False) -> int:
         """Forget symbols idle for `idle_s` (at most every SWEEP_EVERY_S unless forced); how many."""
         now = self.now()
-        if now is None or (not force and self._wall() - self._swept < SWEEP_EVERY_S):
-            return 0
+        if now is None or self._wall() - self._swept < (1.0 if force else SWEEP_EVERY_S):
+            return 0  # forced (a new symbol at the cap): still at most once a second
         self._swept = self._wall()
         horizon = now - self.idle_s
         idle = [s for s, until in self._closed_until.items() if until < horizon and s not in self._open]
         for symbol in idle:
             del self._closed_until[symbol]
+            self._symbols.discard(symbol)
         self.evicted += len(idle)
         return len(idle)
 
