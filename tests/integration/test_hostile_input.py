@@ -377,3 +377,60 @@ def test_finding_5_many_distinct_tickers_are_capped(detector: Detector, redis_cl
     wait_for(lambda: accepted_bars(redis_client) >= cap, "the tracked symbols' bars")
     assert detector.proc.poll() is None, detector.log()[-3000:]
     assert len([line for line in detector.log().splitlines() if "too_many_symbols" in line]) <= 3
+
+
+# --- Both at once: a flood --------------------------------------------------------------------------
+
+FLOOD_S = float(os.environ.get("TICKSTOCKPL_TEST_FLOOD_S", "10"))  # the issue asks for 60 s: run it so
+
+
+def poison_ticks() -> list[str | bytes]:
+    now = time.time()
+    ticks: list[str | bytes] = [
+        deep(),
+        tick("AAPL", 10.0, 1e300),
+        tick("ZZZ", 10.0, 4_102_444_800),
+        '{"ticker": "AAPL", "price": NaN, "timestamp": 1}',
+        b"\xff\xfe\x00",
+        b"",
+        "[1, 2]",
+        json.dumps({"ticker": "AAPL", "price": -1, "timestamp": now, "volume": -5}),
+    ]
+    return ticks + [json.dumps({"ticker": t, "price": 1.0, "timestamp": now}) for t in BAD_TICKERS]
+
+
+def test_a_flood_of_every_poison_message_leaves_both_services_serving(
+    backtester: Callable[[], Service], detector: Detector, redis_client: redis.Redis, listener: Listener
+) -> None:
+    service = backtester()
+    jobs: list[str | bytes] = [
+        *HOSTILE_JOBS,
+        deep(),
+        json.dumps(consumer_job("j" * 100_000, **SMALL)),
+        json.dumps(consumer_job(f"backtest_1_x\n{FORGED}", **SMALL)),
+    ]
+    cancels: list[str | bytes] = [deep(), b"\xff", "[]", json.dumps({"job_id": "j" * 5000})]
+    sent = {"jobs": 0, "cancels": 0, "ticks": 0}
+    deadline = time.monotonic() + FLOOD_S
+    while time.monotonic() < deadline:
+        pipe = redis_client.pipeline(transaction=False)
+        for channel, messages, kind in (
+            (contract.CHANNEL_BACKTEST_JOBS, jobs, "jobs"),
+            (contract.CHANNEL_BACKTEST_CANCEL, cancels, "cancels"),
+            (contract.CHANNEL_RAW_TICKS, poison_ticks(), "ticks"),
+        ):
+            for message in messages:
+                pipe.publish(channel, message)
+            sent[kind] += len(messages)
+        pipe.execute()
+        time.sleep(0.2)  # pacing, so no subscriber's output buffer overflows (messages would be lost)
+    still_serving(service, redis_client, listener, 12)
+    still_detecting(detector, redis_client)
+    values = stats(redis_client)
+    assert int(values["jobs_rejected"]) == sent["jobs"] and int(values["cancels_rejected"]) == sent["cancels"]
+    tick_rejects = sum(int(v) for k, v in values.items() if k.startswith("bars_rejected:tick_"))
+    assert tick_rejects == sent["ticks"]
+    for log in (service.log(), detector.log()):
+        assert len(log.splitlines()) < 50 + 4 * FLOOD_S  # sampled: not one line per message
+        assert forged_lines(log) == [] and "Traceback" not in log
+    print(f"flood of {FLOOD_S:g} s: {sent} messages, all rejected; both services running")
