@@ -192,18 +192,24 @@ def _number(
     return number
 
 
-def _timestamp(value: object, now: float) -> float:
+def check_timestamp(value: object, now: float | None = None, earliest: float | None = None) -> float:
+    """Epoch seconds (milliseconds recognised by size) from `earliest` (default: TICK_MAX_AGE_S ago) to
+    TICK_MAX_LEAD_S after `now` (default: the wall clock), or Rejected: for any source whose times
+    could overflow or move a clock."""
+    return _timestamp(value, time.time() if now is None else now, earliest)
+
+
+def _timestamp(value: object, now: float, earliest: float | None = None) -> float:
     """Epoch seconds (milliseconds recognised by size) within the window around `now`."""
     if type(value) not in (int, float):
         raise Rejected(f"timestamp {show(value)} is not a number", BAD_TIMESTAMP)
     stamp = float(value) if abs(value) < 1e300 else math.inf  # type: ignore[arg-type]
     if math.isfinite(stamp) and stamp > 1e11:
         stamp /= 1000.0  # milliseconds
-    if not (
-        math.isfinite(stamp) and now - contract.TICK_MAX_AGE_S <= stamp <= now + contract.TICK_MAX_LEAD_S
-    ):
+    low = now - contract.TICK_MAX_AGE_S if earliest is None else earliest
+    if not (math.isfinite(stamp) and low <= stamp <= now + contract.TICK_MAX_LEAD_S):
         raise Rejected(
-            f"timestamp {show(value)} is not within {contract.TICK_MAX_AGE_S // 86_400} days before"
+            f"timestamp {show(value)} is not within {(now - low) / 86_400:,.0f} days before"
             f" and {contract.TICK_MAX_LEAD_S:g} s after the wall clock",
             BAD_TIMESTAMP,
         )

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tickstockpl.backtest.jobs import parse_job
 from tickstockpl.bars import Bar
 from tickstockpl.logs import OneLineFormatter, SampledLog, escape
 from tickstockpl.patterns import StreamingEngine
+from tickstockpl.sources.massive import parse_message
 from tickstockpl.sources.ticks import TOO_MANY_SYMBOLS, TickAggregator
 from tickstockpl.stack import logfile
 
@@ -248,3 +250,17 @@ def test_the_engine_keeps_at_most_max_series_and_the_active_ones() -> None:
     assert engine.evicted >= 40 * 30 - 100 and ("KEEP", 60) in engine._rows
     assert engine._seen[engine._rows[("KEEP", 60)]] == 40  # its history is whole
     assert engine._count.shape[0] <= 256
+
+
+def test_massive_frames_cannot_recurse_or_overflow() -> None:
+    rejected: Counter[str] = Counter()
+    assert parse_message("[" * DEEP + "]" * DEEP, rejected) == ([], [])
+    bar = {"ev": "AM", "sym": "AAPL", "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0}
+    frames = [
+        {**bar, "s": 1e300, "e": 1e300 + 60_000},
+        {**bar, "s": -1e300, "e": 5},
+        {**bar, "s": 4_102_444_800_000, "e": 4_102_444_860_000},  # 2100
+        {**bar, "s": 1_610_144_640_000, "e": 1_610_144_640_000 + 10**12},  # a bar of 31 years
+    ]
+    assert parse_message(json.dumps(frames), rejected) == ([], [])
+    assert rejected == {"unreadable_message": 1, "bad_timestamp": 3, "bad_timeframe": 1}
