@@ -135,7 +135,7 @@ class Backtester:
             job_id = job_id_of(raw)
             self.reject("jobs", exc, job_id)
             if job_id is not None and not self.queue.is_done(job_id):
-                self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc))
+                self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc), quiet=True)
             return
         if self.queue.is_done(job.job_id):
             log.warning("job %s already has its result; ignoring the repeat", job.job_id)
@@ -164,9 +164,11 @@ class Backtester:
         error: str | None = None,
         raw: bytes | None = None,
         progressed: bool = False,
+        quiet: bool = False,
     ) -> None:
         """The job's one result (after a first progress message, if it had none), atomically marked done.
-        A result the contract refuses (never expected) moves the job aside instead of raising."""
+        A result the contract refuses (never expected) moves the job aside instead of raising.
+        `quiet`: no log line of its own (a rejected job is logged, sampled, by `reject`)."""
         if error is not None:
             error = escape(error, contract.MAX_ERROR_LEN)
         try:
@@ -179,7 +181,8 @@ class Backtester:
                 self.queue.bury(raw, job_id, f"result refused by the contract: {exc}")
             return
         self.queue.finish(job_id, result, raw)
-        log.info("job %s %s%s", job_id, status, f": {error}" if error else "")
+        if not quiet:
+            log.info("job %s %s%s", job_id, status, f": {error}" if error else "")
 
     def publish_progress(
         self, job_id: str, fraction: float, symbol: str | None, eta: float | None = None

@@ -6,6 +6,12 @@ preferred when present). A minute's bar closes when a tick of a later minute arr
 or when the clock passes the minute's end plus a grace period; a minute with no ticks yields no bar
 (as Massive's own minute aggregates do). The clock is the feed's: the newest tick time, advanced by
 wall time while the feed is quiet, so a replayed feed with old timestamps aggregates the same way.
+
+Every message is decoded by inbound.decode_tick first (size, JSON depth, ticker pattern, finite
+price and volume, a timestamp within a year before and 5 minutes after the wall clock), so a
+rejected tick never reaches the aggregator or moves its clock. Rejections are counted as
+`tick_<reason>` (the detector reports them as `bars_rejected:tick_<reason>`) and logged, sampled.
+Per-symbol state is bounded (TickAggregator).
 """
 
 from __future__ import annotations
