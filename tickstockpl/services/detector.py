@@ -53,7 +53,7 @@ class EventBuffer:
         self.buffer_max = buffer_max
         self.stats: Counter[str] = Counter()
         self.last_bar_time: float | None = None
-        self.gauges: dict[str, float] = {}  # written with HSET: levels, not counts
+        self.gauges: dict[str, int] = {}  # written with HSET: levels, not counts
         self.dropped = 0
         self.enqueued = 0
         self.backoff = Backoff("Redis (detector outbox)", cap_s=10.0)
@@ -70,7 +70,7 @@ class EventBuffer:
         events: list[dict[str, Any]],
         stats: Counter[str],
         last_bar_time: float | None,
-        gauges: dict[str, float] | None = None,
+        gauges: dict[str, int] | None = None,
     ) -> None:
         with self._cond:
             self.gauges.update(gauges or {})
@@ -125,7 +125,7 @@ class EventBuffer:
         batch: list[dict[str, Any]],
         stats: Counter[str],
         last_bar: float | None,
-        gauges: dict[str, float] | None = None,
+        gauges: dict[str, int] | None = None,
     ) -> float:
         """One attempt; 0 on success, else the backoff delay."""
         try:
@@ -152,14 +152,14 @@ class EventBuffer:
                 self.events.popleft()
             self.enqueued += len(batch)
 
-    def _write_stats(self, stats: Counter[str], last_bar: float | None, gauges: dict[str, float]) -> None:
+    def _write_stats(self, stats: Counter[str], last_bar: float | None, gauges: dict[str, int]) -> None:
         pipe = self.client.pipeline(transaction=True)
         for name, value in stats.items():
             pipe.hincrby(contract.KEY_STATS, name, value)
         if last_bar is not None:
             pipe.hset(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME, repr(last_bar))
         if gauges:
-            pipe.hset(contract.KEY_STATS, mapping={name: repr(value) for name, value in gauges.items()})
+            pipe.hset(contract.KEY_STATS, mapping={name: str(value) for name, value in gauges.items()})
         pipe.execute()
         with self._cond:
             for name, level in gauges.items():
@@ -215,10 +215,10 @@ class Detector:
         stats[STAT_BELOW_MIN_CONFIDENCE] = len(signals) - len(published)
         stats["series_evicted"] = self.engine.evicted - self._evicted_seen
         self._evicted_seen = self.engine.evicted
-        gauges = {"series_tracked": float(self.engine.series)}
+        gauges = {"series_tracked": self.engine.series}
         tracked = getattr(self.source, "tracked_symbols", None)  # the tick feed's per-symbol state
         if tracked is not None:
-            gauges["tick_symbols_tracked"] = float(tracked)
+            gauges["tick_symbols_tracked"] = int(tracked)
         self.buffer.put(events, +stats, time.time() if accepted else None, gauges)
         self.bars += len(batch)
         self.signals += len(signals)
