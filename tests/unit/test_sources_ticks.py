@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tickstockpl.bars import Bar
-from tickstockpl.sources.ticks import BAD_TICK, LATE_TICK, TickAggregator
+from tickstockpl.sources.ticks import LATE_TICK, TickAggregator
 
 T0 = 1_785_331_800  # a minute boundary
 
@@ -59,4 +59,4 @@ def test_tick_aggregate_fields_are_preferred_and_bad_ticks_counted() -> None:
     agg.add(tick("X", 5.0, T0 + 70))
     assert agg.flush() == [Bar("X", 60, T0, 4.9, 5.3, 4.8, 5.1, 100.0)]
     assert not agg.add(tick("X", 5.0, T0 + 30))  # its minute is closed already
-    assert agg.rejected == {BAD_TICK: 2, LATE_TICK: 1}
+    assert agg.rejected == {"tick_bad_price": 1, "tick_bad_ticker": 1, LATE_TICK: 1}

@@ -7,22 +7,19 @@ sees what to fix; nothing in here touches a store.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tickstockpl import contract
+from tickstockpl import contract, inbound
 from tickstockpl.backtest.signals import known_patterns
-from tickstockpl.errors import TickStockPLError
+from tickstockpl.inbound import show
 
 DAILY = "1d"  # the timeframe label jobs use unless parameters.timeframe says otherwise
-_JOB_ID_IN_TEXT = re.compile(r'"job_id"\s*:\s*"([^"\\]{1,200})"')
 
 
-class JobError(TickStockPLError, ValueError):
-    """A job that cannot run as sent; the message says why, for the failed result."""
+class JobError(inbound.Rejected):
+    """A job that cannot run as sent; the message (short, escaped) says why, for the failed result."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class Parameters:
         for name, ok in checks.items():
             value = getattr(self, name)
             if not math.isfinite(value) or not ok:
-                raise JobError(f"parameters.{name}={value!r} is out of range")
+                raise JobError(f"parameters.{name}={show(value)} is out of range")
 
     @classmethod
     def from_mapping(cls, raw: object) -> Parameters:
@@ -65,10 +62,10 @@ class Parameters:
                 continue
             value = raw[item.name]
             if type(value) not in (int, float):
-                raise JobError(f"parameters.{item.name} must be a number, got {value!r}")
+                raise JobError(f"parameters.{item.name} must be a number, got {show(value)}")
             if item.name == "max_holding_bars":
                 if float(value) != int(value):
-                    raise JobError(f"parameters.max_holding_bars must be a whole number, got {value!r}")
+                    raise JobError(f"parameters.max_holding_bars must be a whole number, got {show(value)}")
                 value = int(value)
             values[item.name] = value if item.name == "max_holding_bars" else float(value)
         return cls(**values)
@@ -92,32 +89,27 @@ class Job:
 
 
 def job_id_of(raw: str | bytes) -> str | None:
-    """The job_id of a message, even one that is not valid JSON, so a failed result can still be sent."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    try:
-        message = json.loads(text)
-    except ValueError:
-        match = _JOB_ID_IN_TEXT.search(text)
-        return match.group(1) if match else None
-    job_id = message.get("job_id") if isinstance(message, dict) else None
-    return job_id if isinstance(job_id, str) and job_id.strip() else None
+    """The job_id of a message, even one that is not valid JSON, so a failed result can still be sent
+    (None if it has no job_id we could echo safely: inbound.job_id_hint)."""
+    return inbound.job_id_hint(raw)
 
 
 def parse_job(raw: str | bytes) -> Job:
-    """Parse a job message; JobError says exactly what is wrong with it."""
+    """Parse a job message (the one decoder of `tickstock.jobs.backtest`): size, JSON and depth by
+    inbound.load_object, then every field; JobError (an inbound.Rejected) says what is wrong."""
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobError(f"job is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise JobError(f"job must be a JSON object, got {type(message).__name__}")
-    job_id = message.get("job_id")
-    if not isinstance(job_id, str) or not job_id.strip():
-        raise JobError("job_id is missing or not a string")
+        message = inbound.load_object(raw, contract.MAX_JOB_BYTES)
+        if message.get("job_id") in (None, ""):
+            raise JobError("job_id is missing or not a string", inbound.BAD_JOB_ID)
+        job_id = inbound.check_job_id(message.get("job_id"))
+    except JobError:
+        raise
+    except inbound.Rejected as exc:
+        raise JobError(str(exc), exc.reason) from None
     parameters = Parameters.from_mapping(message.get("parameters"))
     timeframe = (message.get("parameters") or {}).get("timeframe", DAILY)
     if not isinstance(timeframe, str) or not 0 < len(timeframe) <= 10:
-        raise JobError(f"parameters.timeframe must be a short label such as '1d', got {timeframe!r}")
+        raise JobError(f"parameters.timeframe must be a short label such as '1d', got {show(timeframe)}")
     start, end = _dates(message.get("start_date"), message.get("end_date"))
     return Job(
         job_id=job_id,
@@ -138,8 +130,10 @@ def _symbols(raw: object) -> tuple[str, ...]:
     symbols: list[str] = []
     for item in raw:
         if not isinstance(item, str) or not item.strip() or len(item.strip()) > contract.MAX_SYMBOL_LEN:
-            raise JobError(f"bad symbol {item!r}: a ticker of 1-{contract.MAX_SYMBOL_LEN} characters")
+            raise JobError(f"bad symbol {show(item)}: a ticker of 1-{contract.MAX_SYMBOL_LEN} characters")
         symbol = item.strip().upper()
+        if not inbound.TICKER.fullmatch(symbol):
+            raise JobError(f"bad symbol {show(item)}: not a ticker ({contract.TICKER_PATTERN})")
         if symbol not in symbols:
             symbols.append(symbol)
     return tuple(symbols)
@@ -148,11 +142,14 @@ def _symbols(raw: object) -> tuple[str, ...]:
 def _patterns(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         raise JobError("patterns must be a non-empty list of pattern names")
+    if len(raw) > contract.MAX_JOB_PATTERNS:
+        raise JobError(f"too many patterns: {len(raw)} (at most {contract.MAX_JOB_PATTERNS})")
     known = known_patterns()
     unknown = [item for item in raw if not isinstance(item, str) or item not in known]
     if unknown:
         offered = ", ".join(contract.UI_CANDLESTICK_PATTERNS)
-        raise JobError(f"unknown pattern(s) {', '.join(map(repr, unknown))}; known include {offered}")
+        names = ", ".join(show(item) for item in unknown[:3]) + (" …" if len(unknown) > 3 else "")
+        raise JobError(f"unknown pattern(s) {names}; known include {offered}")
     return tuple(dict.fromkeys(raw))
 
 
@@ -165,8 +162,8 @@ def _dates(start_raw: object, end_raw: object) -> tuple[dt.date, dt.date]:
 
 def _date(name: str, raw: object) -> dt.date:
     if not isinstance(raw, str):
-        raise JobError(f"{name} must be a YYYY-MM-DD string, got {raw!r}")
+        raise JobError(f"{name} must be a YYYY-MM-DD string, got {show(raw)}")
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:
-        raise JobError(f"{name} {raw!r} is not a valid YYYY-MM-DD date") from None
+        raise JobError(f"{name} {show(raw)} is not a valid YYYY-MM-DD date") from None

@@ -197,11 +197,24 @@ _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 class StreamingEngine:
     """Feed closed bars with `process`; get the signals of those bars back, in input order."""
 
-    def __init__(self, pset: PatternSet | None = None, capacity: int = 256, width: int | None = None) -> None:
+    EVICT_FRACTION = 0.1  # when full, forget this share of the series (the least recently updated)
+
+    def __init__(
+        self,
+        pset: PatternSet | None = None,
+        capacity: int = 256,
+        width: int | None = None,
+        max_series: int = contract.MAX_TRACKED_SYMBOLS,
+    ) -> None:
         self.pset = pset or PatternSet()
+        # A feed of ever-new symbols must not grow the state without bound: at `max_series` series, the
+        # least recently updated ones are forgotten (their pattern history restarts if they come back).
+        self.max_series = max_series
+        self.evicted = 0
+        self._free: list[int] = []  # rows of forgotten series, reused before the arrays grow
         self.width = max(width or 0, self.pset.width)  # a wider window changes nothing but memory
         self._rows: dict[tuple[str, int], int] = {}
-        self._keys: list[tuple[str, int]] = []
+        self._keys: list[tuple[str, int] | None] = []  # by row; None for a free row
         self._buf = np.full((FIELDS, capacity, self.width), np.nan)
         self._count = np.zeros(capacity, np.int64)  # bars in the window (capped at width)
         self._seen = np.zeros(capacity, np.int64)  # bars accepted since the series began
@@ -216,7 +229,7 @@ class StreamingEngine:
 
     @property
     def series(self) -> int:
-        return len(self._keys)
+        return len(self._rows)
 
     def process(self, bars: Iterable[Bar]) -> list[Signal]:
         """Validate, store and judge bars (any mix of series, oldest first within a series)."""
@@ -243,14 +256,49 @@ class StreamingEngine:
     def _row(self, key: tuple[str, int]) -> int:
         row = self._rows.get(key)
         if row is None:
-            row = len(self._keys)
-            if row == self._count.shape[0]:
-                self._grow()
+            if self._free:
+                row = self._free.pop()
+                self._keys[row] = key
+            else:
+                row = len(self._keys)
+                if row == self._count.shape[0]:
+                    self._grow()
+                self._keys.append(key)
             self._rows[key] = row
-            self._keys.append(key)
             if not symbol_is_valid(key[0]):
                 self._bad_rows.append(row)
         return row
+
+    def _make_room(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Before a chunk brings new series: at `max_series`, forget the least recently updated
+        series that are not in the chunk (at least EVICT_FRACTION of them, so this is rare)."""
+        chunk = set(keys)
+        new = sum(1 for key in chunk if key not in self._rows)
+        overflow = len(self._rows) + new - self.max_series
+        if overflow <= 0:
+            return
+        count = max(overflow, int(self.max_series * self.EVICT_FRACTION))
+        candidates = np.array([row for key, row in self._rows.items() if key not in chunk], np.intp)
+        if not len(candidates):
+            return
+        count = min(count, len(candidates))
+        oldest = candidates[np.argpartition(self._last_start[candidates], count - 1)[:count]]
+        for row in oldest.tolist():
+            key = self._keys[row]
+            assert key is not None
+            del self._rows[key]
+            self._keys[row] = None
+        self._buf[:, oldest] = np.nan
+        self._count[oldest] = 0
+        self._seen[oldest] = 0
+        self._last_start[oldest] = np.iinfo(np.int64).min
+        for values in self._totals.values():
+            values[oldest] = np.nan
+        gone = set(oldest.tolist())
+        self._bad_rows = [row for row in self._bad_rows if row not in gone]
+        self._free.extend(sorted(gone, reverse=True))
+        self._last_batch = None
+        self.evicted += len(gone)
 
     def _grow(self) -> None:
         old = self._count.shape[0]
@@ -278,6 +326,7 @@ class StreamingEngine:
             columns = tuple(zip(*chunk, strict=True))
         n = len(chunk)
         if rows is None:
+            self._make_room(zip(columns[0], columns[1], strict=True))
             rows = np.fromiter(map(self._row, zip(columns[0], columns[1], strict=True)), np.intp, n)
             self._last_batch = (columns[0], columns[1], rows)
         starts = np.array(columns[2], dtype=np.int64)

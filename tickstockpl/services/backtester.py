@@ -3,7 +3,12 @@
 Single-threaded on purpose: the loop reads the job and cancel channels, queues accepted jobs in Redis
 (backtest/queue.py), and runs the oldest one. While a job runs, the engine asks `keep_going()` between
 symbols; that call reads the channels too, so a cancel stops the job within one symbol and new jobs
-are queued at once. A bad job gets a `failed` result naming the problem and the loop carries on.
+are queued at once. Every message is decoded by one function per channel (`parse_job`,
+`inbound.decode_cancel`), size- and depth-limited, before anything is queued or logged; a bad job gets
+one `failed` result naming the problem (when it has a job_id we can echo) and the loop carries on.
+Rejections are counted in the stats hash (`jobs_rejected`, `jobs_rejected:<reason>`, `cancels_rejected`,
+`cancels_rejected:<reason>`) and logged at most once per reason every 10 s. A job that crashed the
+process MAX_JOB_ATTEMPTS times is moved to the poison list with a failed result (backtest/queue.py).
 SIGTERM stops the job in flight without a result; it stays in the running list and is run again at
 the next start (contract §2.4, §3.1, Appendix B item 13).
 """
@@ -18,14 +23,16 @@ from typing import Any
 
 import redis
 
-from tickstockpl import contract
+from tickstockpl import contract, inbound
 from tickstockpl.backoff import Backoff
 from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_job
-from tickstockpl.backtest.queue import JobQueue, cancel_target
+from tickstockpl.backtest.queue import JobQueue
 from tickstockpl.backtest.store import PostgresHistory
+from tickstockpl.contract import ContractError
 from tickstockpl.errors import AuditConfigError, RedisConfigError, RedisUnavailable, StoreUnavailable
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import service_main
+from tickstockpl.logs import SampledLog, escape
 from tickstockpl.settings import Settings
 from tickstockpl.stores import redis_client
 
@@ -53,6 +60,7 @@ class Backtester:
         self.pubsub: Any = None
         self.current: str | None = None  # job_id running now
         self.cancel_current = False
+        self.sampled = SampledLog(log)
 
     def connect(self) -> None:
         """Subscribe (again) and put back what a previous run left in flight."""
@@ -96,32 +104,56 @@ class Backtester:
                 continue
             if message.get("type") != "message":
                 continue
-            if message["channel"] == contract.CHANNEL_BACKTEST_CANCEL.encode():
-                self.on_cancel(message["data"])
-            else:
-                self.on_job(message["data"])
+            self.handle(message["channel"], message["data"])
             deadline = min(deadline, time.monotonic() + 0.01)  # drain what is pending, then go on
 
-    def on_job(self, raw: bytes) -> None:
-        job_id = job_id_of(raw)
-        if job_id is None:
-            log.error("dropped a job with no readable job_id: %.200r", raw)
-            return
-        if self.queue.is_done(job_id):
-            log.warning("job %s already has its result; ignoring the repeat", job_id)
-            return
+    def handle(self, channel: bytes, raw: bytes) -> None:
+        """One message; a bug in handling it is logged, never fatal (store outages still propagate)."""
         try:
-            parse_job(raw)
+            if channel == contract.CHANNEL_BACKTEST_CANCEL.encode():
+                self.on_cancel(raw)
+            else:
+                self.on_job(raw)
+        except (StoreUnavailable, *REDIS_ERRORS):
+            raise
+        except Exception:  # one message must never stop the service
+            log.exception("a message on %s could not be handled; skipped", escape(channel))
+
+    def reject(self, kind: str, exc: inbound.Rejected, job_id: str | None) -> None:
+        """Count a rejected message by reason and log it (sampled, escaped, short)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(contract.KEY_STATS, f"{kind}_rejected", 1)
+            pipe.hincrby(contract.KEY_STATS, f"{kind}_rejected:{exc.reason}", 1)
+            pipe.execute()
+        self.sampled.warning(
+            f"{kind}:{exc.reason}",
+            "%s rejected (%s), job_id %s: %s",
+            kind[:-1],
+            exc.reason,
+            escape(job_id or "unknown"),
+            exc,
+        )
+
+    def on_job(self, raw: bytes) -> None:
+        try:
+            job = parse_job(raw)
         except JobError as exc:
-            self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc))
+            job_id = job_id_of(raw)
+            self.reject("jobs", exc, job_id)
+            if job_id is not None and not self.queue.is_done(job_id):
+                self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc), quiet=True)
+            return
+        if self.queue.is_done(job.job_id):
+            log.warning("job %s already has its result; ignoring the repeat", job.job_id)
             return
         self.queue.accept(raw)
-        log.info("job %s queued", job_id)
+        log.info("job %s queued", job.job_id)
 
     def on_cancel(self, raw: bytes) -> None:
-        job_id = cancel_target(raw)
-        if job_id is None:
-            log.warning("cancel without a job_id ignored: %.200r", raw)
+        try:
+            job_id = inbound.decode_cancel(raw)
+        except inbound.Rejected as exc:
+            self.reject("cancels", exc, None)
             return
         self.queue.mark_cancelled(job_id)
         if job_id == self.current:
@@ -138,13 +170,25 @@ class Backtester:
         error: str | None = None,
         raw: bytes | None = None,
         progressed: bool = False,
+        quiet: bool = False,
     ) -> None:
-        """The job's one result (after a first progress message, if it had none), atomically marked done."""
-        if not progressed:
-            self.publish_progress(job_id, 0.0, None)
-        result = contract.build_backtest_result(job_id, status, results, error=error)
+        """The job's one result (after a first progress message, if it had none), atomically marked done.
+        A result the contract refuses (never expected) moves the job aside instead of raising.
+        `quiet`: no log line of its own (a rejected job is logged, sampled, by `reject`)."""
+        if error is not None:
+            error = escape(error, contract.MAX_ERROR_LEN)
+        try:
+            if not progressed:
+                self.publish_progress(job_id, 0.0, None)
+            result = contract.build_backtest_result(job_id, status, results, error=error)
+        except ContractError as exc:
+            log.error("job %s: its %s result breaks the contract (%s); moved aside", job_id, status, exc)
+            if raw is not None:
+                self.queue.bury(raw, job_id, f"result refused by the contract: {exc}")
+            return
         self.queue.finish(job_id, result, raw)
-        log.info("job %s %s%s", job_id, status, f": {error}" if error else "")
+        if not quiet:
+            log.info("job %s %s%s", job_id, status, f": {error}" if error else "")
 
     def publish_progress(
         self, job_id: str, fraction: float, symbol: str | None, eta: float | None = None
@@ -159,9 +203,17 @@ class Backtester:
         raw = self.queue.claim()
         if raw is None:
             return False
-        job_id = job_id_of(raw) or ""
-        if self.queue.is_done(job_id):
+        job_id = job_id_of(raw)
+        if job_id is None:  # queued by an older version that did not check job_ids
+            log.error("a queued job has no usable job_id; moved aside: %s", escape(raw))
+            self.queue.bury(raw, "", "no usable job_id")
+        elif self.queue.is_done(job_id):
             self.queue.drop(raw)
+        elif (attempts := self.queue.attempt(job_id)) > contract.MAX_JOB_ATTEMPTS:
+            reason = f"the job was started {attempts - 1} times and never finished; moved aside"
+            log.error("job %s: %s", job_id, reason)
+            result = contract.build_backtest_result(job_id, contract.BACKTEST_FAILED, error=reason)
+            self.queue.bury(raw, job_id, reason, result)
         elif self.queue.is_cancelled(job_id):
             self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw)
         else:
@@ -177,6 +229,7 @@ class Backtester:
             if self.cancel_current:
                 self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw, progressed=True)
             else:
+                self.queue.attempt_ended(job_id)
                 log.info("job %s: stopping on request; it runs again at the next start", job_id)
         except JobError as exc:
             self.finish(job_id, contract.BACKTEST_FAILED, error=str(exc), raw=raw, progressed=progress.sent)
@@ -184,7 +237,7 @@ class Backtester:
             error = f"history database refused the query: {exc}"
             self.finish(job_id, contract.BACKTEST_FAILED, error=error, raw=raw, progressed=progress.sent)
         except StoreUnavailable:
-            self.queue.release(raw)  # run it again once PostgreSQL is back
+            self.queue.release(raw, job_id)  # run it again once PostgreSQL is back
             raise
         except REDIS_ERRORS:
             raise  # the job stays in the running list; recovered on reconnect

@@ -5,7 +5,9 @@ hands to `outbox.enqueue`; when Redis is down the flusher backs off (capped, jit
 per state change) and the buffer keeps the newest `buffer_max` events, counting any it had to drop.
 Counters for other processes (exporter, heartbeat) go to the stats hash in the same flush:
 `bars_received`, `bars_rejected`, `bars_rejected:<reason>`, `detected:<pattern>` (every signal),
-`signals_below_min_confidence` (detected, not published: TICKSTOCKPL_MIN_CONFIDENCE), `last_bar_time`.
+`signals_below_min_confidence` (detected, not published: TICKSTOCKPL_MIN_CONFIDENCE), `last_bar_time`,
+`series_evicted` (series the engine forgot to stay within its cap), and the gauges `series_tracked`
+(the engine's series) and, for the tick feed, `tick_symbols_tracked` (HSET, not HINCRBY).
 
 SIGTERM: finish the batch in flight, flush what can be flushed within `drain_timeout_s`, exit 0;
 a second SIGTERM exits at once (tickstockpl.lifecycle).
@@ -51,6 +53,7 @@ class EventBuffer:
         self.buffer_max = buffer_max
         self.stats: Counter[str] = Counter()
         self.last_bar_time: float | None = None
+        self.gauges: dict[str, int] = {}  # written with HSET: levels, not counts
         self.dropped = 0
         self.enqueued = 0
         self.backoff = Backoff("Redis (detector outbox)", cap_s=10.0)
@@ -62,8 +65,15 @@ class EventBuffer:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, events: list[dict[str, Any]], stats: Counter[str], last_bar_time: float | None) -> None:
+    def put(
+        self,
+        events: list[dict[str, Any]],
+        stats: Counter[str],
+        last_bar_time: float | None,
+        gauges: dict[str, int] | None = None,
+    ) -> None:
         with self._cond:
+            self.gauges.update(gauges or {})
             self.events.extend(events)
             overflow = len(self.events) - self.buffer_max
             if overflow > 0:  # keep the newest: a stale pattern is worth less than a fresh one
@@ -100,8 +110,8 @@ class EventBuffer:
                 if self._closing and (self._idle() or time.monotonic() >= self._deadline):
                     return
                 batch = [self.events[i] for i in range(min(FLUSH_BATCH, len(self.events)))]
-                stats, last_bar = Counter(self.stats), self.last_bar_time
-            delay = self._flush(batch, stats, last_bar)
+                stats, last_bar, gauges = Counter(self.stats), self.last_bar_time, dict(self.gauges)
+            delay = self._flush(batch, stats, last_bar, gauges)
             if delay:
                 with self._cond:
                     wait = min(delay, max(0.0, self._deadline - time.monotonic()))
@@ -110,7 +120,13 @@ class EventBuffer:
     def _idle(self) -> bool:
         return not self.events and not self.stats
 
-    def _flush(self, batch: list[dict[str, Any]], stats: Counter[str], last_bar: float | None) -> float:
+    def _flush(
+        self,
+        batch: list[dict[str, Any]],
+        stats: Counter[str],
+        last_bar: float | None,
+        gauges: dict[str, int] | None = None,
+    ) -> float:
         """One attempt; 0 on success, else the backoff delay."""
         try:
             if batch:
@@ -119,8 +135,8 @@ class EventBuffer:
                 except ContractError as exc:  # never expected: events are built by the contract
                     log.error("dropping %d events the contract refuses: %s", len(batch), exc)
                 self._forget_events(batch)
-            if stats or last_bar is not None:
-                self._write_stats(stats, last_bar)
+            if stats or last_bar is not None or gauges:
+                self._write_stats(stats, last_bar, gauges or {})
         except TickStockPLError as exc:
             return self.backoff.failed(exc)
         except redis.RedisError as exc:
@@ -136,14 +152,19 @@ class EventBuffer:
                 self.events.popleft()
             self.enqueued += len(batch)
 
-    def _write_stats(self, stats: Counter[str], last_bar: float | None) -> None:
+    def _write_stats(self, stats: Counter[str], last_bar: float | None, gauges: dict[str, int]) -> None:
         pipe = self.client.pipeline(transaction=True)
         for name, value in stats.items():
             pipe.hincrby(contract.KEY_STATS, name, value)
         if last_bar is not None:
             pipe.hset(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME, repr(last_bar))
+        if gauges:
+            pipe.hset(contract.KEY_STATS, mapping={name: str(value) for name, value in gauges.items()})
         pipe.execute()
         with self._cond:
+            for name, level in gauges.items():
+                if self.gauges.get(name) == level:
+                    del self.gauges[name]
             self.stats.subtract(stats)
             self.stats = +self.stats  # drop zero entries
             if self.last_bar_time == last_bar:
@@ -171,6 +192,7 @@ class Detector:
         self.bars = 0
         self.signals = 0
         self._source_rejects_seen: Counter[str] = Counter()
+        self._evicted_seen = 0
 
     def step(self, batch: list[Any]) -> int:
         """Judge one batch of closed bars and buffer its events; return how many signals."""
@@ -191,7 +213,13 @@ class Detector:
         for signal in signals:
             stats[contract.stat_field(contract.STAT_DETECTED_BY, signal.pattern)] += 1
         stats[STAT_BELOW_MIN_CONFIDENCE] = len(signals) - len(published)
-        self.buffer.put(events, +stats, time.time() if accepted else None)
+        stats["series_evicted"] = self.engine.evicted - self._evicted_seen
+        self._evicted_seen = self.engine.evicted
+        gauges = {"series_tracked": self.engine.series}
+        tracked = getattr(self.source, "tracked_symbols", None)  # the tick feed's per-symbol state
+        if tracked is not None:
+            gauges["tick_symbols_tracked"] = int(tracked)
+        self.buffer.put(events, +stats, time.time() if accepted else None, gauges)
         self.bars += len(batch)
         self.signals += len(signals)
         return len(signals)

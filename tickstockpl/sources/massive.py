@@ -20,11 +20,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from tickstockpl import inbound
 from tickstockpl.backoff import Backoff
-from tickstockpl.bars import Bar, bar_from_fields
+from tickstockpl.bars import DAY_SECONDS, Bar, bar_from_fields
 from tickstockpl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,14 @@ class AuthFailed(Exception):
 
 
 def parse_message(raw: str | bytes, rejected: Counter[str]) -> tuple[list[Bar], list[dict[str, Any]]]:
-    """Split one websocket frame into AM bars and status events; unusable AM events are counted."""
+    """Split one websocket frame into AM bars and status events; unusable AM events are counted.
+
+    The frame comes from another system: orjson refuses nesting past 1024 levels (no RecursionError),
+    and a bar's start must be a sane time (after 1970, not in the future: inbound.check_timestamp; a
+    replay of old bars is fine) and its length at most a day."""
     try:
-        events = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        events = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
         rejected["unreadable_message"] += 1
         return [], []
     if isinstance(events, dict):
@@ -56,7 +62,14 @@ def parse_message(raw: str | bytes, rejected: Counter[str]) -> tuple[list[Bar], 
             timeframe = 60
             if isinstance(start_ms, int | float) and isinstance(end_ms, int | float) and end_ms > start_ms:
                 timeframe = max(1, round((end_ms - start_ms) / 1000))
-            start = start_ms / 1000 if isinstance(start_ms, int | float) else None
+            try:
+                start = inbound.check_timestamp(start_ms, earliest=0.0) if start_ms is not None else None
+            except inbound.Rejected:
+                rejected["bad_timestamp"] += 1
+                continue
+            if not 1 <= timeframe <= DAY_SECONDS:
+                rejected["bad_timeframe"] += 1
+                continue
             bar = bar_from_fields(event.get("sym"), timeframe, start, event, AM_FIELDS)
             if isinstance(bar, Bar):
                 bars.append(bar)

@@ -3,7 +3,11 @@
 `up` pipes supervisord's stdout (every program's output, supervisord's own, a local PostgreSQL's)
 into `python -m tickstockpl.stack.logfile LOG`, which appends each line through a
 RotatingFileHandler: at MAX_BYTES, LOG becomes LOG.1 (LOG.1 becomes LOG.2, up to BACKUPS), so the
-logs take at most (BACKUPS + 1) x MAX_BYTES. `tail -F` (make logs) follows the new file.
+logs take at most (BACKUPS + 1) x MAX_BYTES. `tail -F` (make logs) follows the new file. A line
+longer than MAX_LINE_BYTES is cut there (with a note of how much was cut), so one huge line cannot
+rotate the history away: it takes at least MAX_BYTES / MAX_LINE_BYTES lines to fill a file. (The
+services themselves cap and escape each message and sample their lines about rejected input:
+tickstockpl.logs.)
 
 The writer stops at the end of its input, which comes when supervisord, the only holder of the
 pipe's other end, has exited. It ignores SIGINT, SIGTERM and SIGHUP so that the lines of a
@@ -24,6 +28,7 @@ from pathlib import Path
 from tickstockpl.exitcodes import RET_OK, RET_USAGE
 
 MAX_BYTES = 5 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024
 BACKUPS = 3
 MODULE = "tickstockpl.stack.logfile"
 
@@ -55,10 +60,17 @@ def rotating_handler(path: Path, max_bytes: int = MAX_BYTES, backups: int = BACK
     return handler
 
 
+def cap(line: bytes, limit: int = MAX_LINE_BYTES) -> bytes:
+    """`line` cut to `limit` bytes (its newline kept), with how many bytes were cut."""
+    if len(line) <= limit:
+        return line
+    return line[:limit] + f" …[line cut: {len(line) - limit:,} more bytes]\n".encode()
+
+
 def copy(lines: Iterable[bytes], handler: logging.Handler) -> None:
-    """Each line into `handler` as it arrives (emit flushes), as it came: no timestamp or prefix added."""
+    """Each line into `handler` as it arrives (emit flushes), as it came (but capped): no prefix added."""
     for line in lines:
-        handler.emit(logging.makeLogRecord({"msg": line.decode(errors="replace")}))
+        handler.emit(logging.makeLogRecord({"msg": cap(line).decode(errors="replace")}))
 
 
 def main(argv: list[str]) -> int:
