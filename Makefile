@@ -30,7 +30,7 @@ integration: $(STAMP) ## tests against real Redis and PostgreSQL (started on fre
 	$(BIN)/pytest -q tests/integration
 
 e2e: $(STAMP) ## the whole supervised stack against fresh Redis and PostgreSQL (and a real Prometheus)
-	$(BIN)/pytest -q -m e2e tests/e2e
+	$(BIN)/pytest -q -rs -m e2e tests/e2e
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .

@@ -78,27 +78,30 @@ build_standin() {  # build_standin <directory under docker/offline> <official im
         -t "$tag" "$HERE/$dir" >/dev/null
 }
 
-# The producer's dependencies as wheels for Python 3.11 (host and stand-in alike). Markers are
-# evaluated for the host's 3.11.x; Debian's 3.11.2 also needs async-timeout (redis, < 3.11.3).
+# The producer's dependencies (pyproject.toml's list, not the project: it is built in the image) as
+# wheels for Python 3.11, host and stand-in alike. Markers are evaluated for the host's 3.11.x;
+# Debian's 3.11.2 also needs async-timeout (redis, < 3.11.3).
 build_wheels() {
     local wheels="$ROOT/docker/wheels"
     say "pip wheel: the producer's dependencies into docker/wheels/"
     find "$wheels" -name '*.whl' -delete
-    "$PYTHON" -m pip wheel --quiet --wheel-dir "$wheels" "$ROOT" "setuptools>=68" wheel "async-timeout>=4.0.3" 2>&1 \
-        | { grep -v "^WARNING: Location .* is ignored" || true; }
-    rm -f "$wheels"/tickstockpl-*.whl  # the project itself is built inside the image
-    rm -rf "$ROOT/build"  # setuptools' leftovers from building it here
+    "$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+        "$ROOT/pyproject.toml" >"$WORK/requirements.txt"
+    "$PYTHON" -m pip wheel --quiet --wheel-dir "$wheels" -r "$WORK/requirements.txt" \
+        "setuptools>=68" wheel "async-timeout>=4.0.3" 2>&1 | { grep -v "^WARNING: Location .* is ignored" || true; }
 }
 
 mkdir -p "$WORK"
 started=$SECONDS
 build_base
-build_standin postgres "$(compose_image postgres)"
-build_standin redis "$(compose_image redis)"
-build_standin prometheus "$(compose_image prometheus)"
-build_standin python "$(dockerfile_base)"
+images=("$(compose_image postgres)" "$(compose_image redis)" "$(compose_image prometheus)" "$(dockerfile_base)")
+build_standin postgres "${images[0]}"
+build_standin redis "${images[1]}"
+build_standin prometheus "${images[2]}"
+build_standin python "${images[3]}"
 build_wheels
 docker image prune --force --filter label=org.tickstockpl.test-fixture=true >/dev/null  # replaced ones
-docker image ls --filter label=org.tickstockpl.test-fixture=true \
-    --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+for image in "$BASE" "${images[@]}"; do
+    docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' "$image"
+done
 say "done in $((SECONDS - started)) s"
