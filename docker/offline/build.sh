@@ -75,7 +75,7 @@ build_standin() {  # build_standin <directory under docker/offline> <official im
     [ -n "$tag" ] || { say "no image name found for $dir"; exit 1; }
     say "building $tag from docker/offline/$dir"
     DOCKER_BUILDKIT=0 docker build --quiet --force-rm --build-arg BASE="$BASE" --label "org.tickstockpl.stands-in-for=$tag" \
-        -t "$tag" "$HERE/$dir" >/dev/null
+        -t "$tag" "$HERE/$dir" >"$WORK/build-$dir.log" 2>&1 || { cat "$WORK/build-$dir.log"; exit 1; }
 }
 
 # The producer's dependencies (pyproject.toml's list, not the project: it is built in the image) as
