@@ -2,9 +2,9 @@
 
 Without a Docker daemon (or with TICKSTOCKPL_TEST_DOCKER=never), each stack gets free ports where
 nothing listens, so `up` starts its own redis-server and PostgreSQL under supervisord in the test's
-var directory: exactly the `make up` path. With a daemon, Redis and PostgreSQL run in testcontainers and the stack attaches
-to them (POSTGRES_ADMIN_URI lets it apply db/init.sql), each stack on a flushed Redis and a new
-database. The tests are the same either way.
+var directory: exactly the `make up` path. With a daemon, Redis and PostgreSQL run in testcontainers
+and the stack attaches to them (POSTGRES_ADMIN_URI lets it apply db/init.sql), each stack on a
+flushed Redis and a new database. The tests are the same either way.
 """
 
 from __future__ import annotations
