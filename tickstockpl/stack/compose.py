@@ -186,6 +186,11 @@ class ComposeStack:
             raise StackError(f"nothing started: {lines} (in the environment or .env)", RET_CONFIG)
 
     def up(self, timeout_s: float = 120.0) -> int:
+        if not docker_daemon_answers():
+            where = os.environ.get("DOCKER_HOST", "the default socket")
+            raise StackError(
+                f"TICKSTOCKPL_STACK=docker, but no Docker daemon answers at {where}", RET_UNAVAILABLE
+            )
         self.ensure_secrets()
         self.check_ports()
         say("docker compose up: building the producer image, starting postgres, redis, producer, prometheus")
