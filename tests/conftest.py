@@ -53,7 +53,7 @@ CONSUMER_DB = "tickstock_consumer"
 
 
 def docker_available(timeout_s: float = 2.0) -> bool:
-    """True when a Docker daemon answers a ping in time (never on our own machines)."""
+    """True when a Docker daemon answers a ping in time (CI starts one; TICKSTOCKPL_TEST_DOCKER=never: no)."""
     if os.environ.get("TICKSTOCKPL_TEST_DOCKER", "auto") == "never":
         return False
     docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
