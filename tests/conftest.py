@@ -1,8 +1,10 @@
 """Real Redis and PostgreSQL for the tests, one pair per test session.
 
-testcontainers when a Docker daemon answers a ping within ~2 s; otherwise the locally installed
-`redis-server` and PostgreSQL on free ports in a temp dir (the path CI takes: no Docker engine runs
-on our machines). Never a server that happens to be running.
+testcontainers when a Docker daemon answers a ping within ~2 s (CI starts one; TICKSTOCKPL_TEST_DOCKER=
+never forces the other way); otherwise the locally installed `redis-server` and PostgreSQL on free
+ports in a temp dir. Never a server that happens to be running. The containers publish on fixed free
+host ports, so a stop/start keeps the address; the fixtures remove their own containers (the
+testcontainers reaper, ryuk, is disabled: it cannot be pulled where no registry answers).
 
 Two databases: `tickstock` from db/init.sql, and `tickstock_consumer` from the consumer's DDL as the
 contract gives it plus only the sequence grant, so the producer is proven against both.
@@ -27,6 +29,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +42,7 @@ import psycopg2.extensions
 import pytest
 import redis
 
-from tickstockpl.local_servers import LocalPostgres, LocalRedis
+from tickstockpl.local_servers import LocalPostgres, LocalRedis, free_port
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +57,7 @@ CONSUMER_DB = "tickstock_consumer"
 
 
 def docker_available(timeout_s: float = 2.0) -> bool:
-    """True when a Docker daemon answers a ping in time (never on our own machines)."""
+    """True when a Docker daemon answers a ping in time (CI starts one; TICKSTOCKPL_TEST_DOCKER=never: no)."""
     if os.environ.get("TICKSTOCKPL_TEST_DOCKER", "auto") == "never":
         return False
     docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -129,56 +132,121 @@ def server_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# The images docker-compose.yml runs (official, or `make offline-images` stand-ins of them).
+REDIS_IMAGE = "redis:7-alpine"
+POSTGRES_IMAGE = "postgres:15-alpine"
+
+
+def without_reaper() -> None:
+    """testcontainers' reaper (ryuk) is pulled from a registry; our fixtures stop their containers."""
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def redis_container() -> Any:
+    """A Redis container (appendonly, as in compose) on a fixed free host port, not yet started."""
+    without_reaper()
+    from testcontainers.community.redis import RedisContainer
+
+    container = RedisContainer(REDIS_IMAGE).with_command("redis-server --appendonly yes")
+    return container.with_bind_ports(6379, free_port())
+
+
+def postgres_container() -> Any:
+    """A PostgreSQL container (superuser postgres) on a fixed free host port, not yet started."""
+    without_reaper()
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(
+        POSTGRES_IMAGE, username="postgres", password=secrets.token_urlsafe(12), dbname="postgres"
+    )
+    return container.with_bind_ports(5432, free_port())
+
+
 @pytest.fixture(scope="session")
 def redis_server(use_docker: bool, server_dir: Path) -> Iterator[Any]:
     if use_docker:
-        from testcontainers.redis import RedisContainer
-
-        container = RedisContainer("redis:7-alpine").with_command("redis-server --appendonly yes")
-        container.start()
-        handle = _ContainerRedis(container)
-        yield handle
-        container.stop()
+        container = redis_container().start()
+        try:
+            yield _ContainerRedis(container)
+        finally:
+            container.stop()
         return
     server = LocalRedis(server_dir / "redis").start()
     yield server
     server.stop(kill=True)
 
 
+def _start_postgres_again(container: Any) -> None:
+    """Start a stopped PostgreSQL container and wait until it accepts connections again."""
+    container.get_wrapped_container().start()
+    dsn = (
+        f"host={container.get_container_host_ip()} port={container.get_exposed_port(5432)}"
+        f" user=postgres password={container.password} dbname=postgres connect_timeout=2"
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg2.connect(dsn).close()
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class _ContainerRedis:
+    """The LocalRedis interface (host, port, stop, start, restart) over a Redis container."""
+
     def __init__(self, container: Any) -> None:
         self._container = container
         self.host = container.get_container_host_ip()
         self.port = int(container.get_exposed_port(6379))
 
     def stop(self, kill: bool = False) -> None:
-        self._container.get_wrapped_container().stop()
+        wrapped = self._container.get_wrapped_container()
+        if kill:
+            wrapped.kill()
+            wrapped.wait(timeout=30)
+        else:
+            wrapped.stop(timeout=30)
 
     def start(self) -> None:
         self._container.get_wrapped_container().start()
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            client.close()
 
     def restart(self) -> None:
-        self._container.get_wrapped_container().restart()
+        self.stop()
+        self.start()
 
 
 @contextmanager
 def _postgres_process(use_docker: bool, directory: Path) -> Iterator[dict[str, Any]]:
     """Start PostgreSQL one way or the other; yield where it is and how to stop and start it."""
     if use_docker:
-        from testcontainers.postgres import PostgresContainer
-
-        container = PostgresContainer("postgres:15-alpine", username="postgres", dbname="postgres")
-        container.start()
-        wrapped = container.get_wrapped_container()
-        yield {
-            "host": container.get_container_host_ip(),
-            "port": int(container.get_exposed_port(5432)),
-            "superuser": "postgres",
-            "superuser_password": container.password,
-            "_stop": wrapped.stop,
-            "_start": wrapped.start,
-        }
-        container.stop()
+        container = postgres_container().start()
+        try:
+            yield {
+                "host": container.get_container_host_ip(),
+                "port": int(container.get_exposed_port(5432)),
+                "superuser": "postgres",
+                "superuser_password": container.password,
+                "_stop": container.get_wrapped_container().stop,
+                "_start": lambda: _start_postgres_again(container),
+            }
+        finally:
+            container.stop()
         return
     server = LocalPostgres(directory).start()
     yield {

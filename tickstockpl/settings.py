@@ -167,6 +167,11 @@ class Settings:
     service_user: str = _setting("TICKSTOCKPL_SERVICE_USER", "tickstockpl")
     # Where the embedded stack keeps its state (supervisord socket, logs, local stores); relative to the root.
     var_dir: str = _setting("TICKSTOCKPL_VAR_DIR", "var")
+    # Host ports the Docker stack publishes on 127.0.0.1 (docker-compose.yml reads the same variables).
+    redis_published_port: int = _setting("REDIS_PUBLISHED_PORT", 6379, _port)
+    postgres_published_port: int = _setting("POSTGRES_PUBLISHED_PORT", 5433, _port)
+    metrics_published_port: int = _setting("TICKSTOCKPL_METRICS_PUBLISHED_PORT", 9108, _port)
+    prometheus_published_port: int = _setting("PROMETHEUS_PUBLISHED_PORT", 9090, _port)
 
     @classmethod
     def from_env(

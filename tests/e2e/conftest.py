@@ -1,10 +1,10 @@
 """Fixtures for the end-to-end suite (`make e2e`): the whole supervised stack on fresh stores.
 
-Without a Docker daemon (our machines), each stack gets free ports where nothing listens, so `up`
-starts its own redis-server and PostgreSQL under supervisord in the test's var directory: exactly
-the `make up` path. With a daemon, Redis and PostgreSQL run in testcontainers and the stack attaches
-to them (POSTGRES_ADMIN_URI lets it apply db/init.sql), each stack on a flushed Redis and a new
-database. The tests are the same either way.
+Without a Docker daemon (or with TICKSTOCKPL_TEST_DOCKER=never), each stack gets free ports where
+nothing listens, so `up` starts its own redis-server and PostgreSQL under supervisord in the test's
+var directory: exactly the `make up` path. With a daemon, Redis and PostgreSQL run in testcontainers
+and the stack attaches to them (POSTGRES_ADMIN_URI lets it apply db/init.sql), each stack on a
+flushed Redis and a new database. The tests are the same either way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import pytest
 import redis
 
 from tests.conftest import docker_available
+from tests.conftest import postgres_container as postgres_container_for_tests
+from tests.conftest import redis_container as redis_container_for_tests
 from tests.e2e.stackutil import RunningStack, running_stack, stack_settings
 
 
@@ -40,13 +42,12 @@ def store_overrides() -> Iterator[Callable[[], dict[str, Any]]]:
     if not docker_available():
         yield dict
         return
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
-
-    redis_container = RedisContainer("redis:7-alpine").with_command("redis-server --appendonly yes")
-    postgres_container = PostgresContainer("postgres:15-alpine", username="postgres", dbname="postgres")
-    redis_container.start()
-    postgres_container.start()
+    redis_container = redis_container_for_tests().start()
+    try:
+        postgres_container = postgres_container_for_tests().start()
+    except BaseException:
+        redis_container.stop()
+        raise
     host = postgres_container.get_container_host_ip()
     pg_port = int(postgres_container.get_exposed_port(5432))
     redis_port = int(redis_container.get_exposed_port(6379))
@@ -65,9 +66,11 @@ def store_overrides() -> Iterator[Callable[[], dict[str, Any]]]:
             "postgres_admin_uri": admin,
         }
 
-    yield fresh
-    redis_container.stop()
-    postgres_container.stop()
+    try:
+        yield fresh
+    finally:
+        redis_container.stop()
+        postgres_container.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,12 @@ supervisorctl).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,21 +151,28 @@ class RunningStack:
     def metrics_url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics, keyed by (name, sorted labels)."""
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
-            text = response.read().decode()
-        samples = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_url)
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.metrics().get((name, tuple(sorted(labels.items()))))
 
     def metric_sum(self, name: str) -> float:
         return sum(value for (sample, _), value in self.metrics().items() if sample == name)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of a /metrics page, keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
 
 
 @contextmanager
@@ -180,6 +189,24 @@ def running_stack(var_dir: Path, settings: Settings) -> Iterator[RunningStack]:
         started = descendants(pid) if pid else set()
         stack.down()
         poll(lambda: not [p for p in started if alive(p)], 60, "every process the stack started to exit")
+
+
+def prometheus_get(base: str, path: str, **params: str) -> Any:
+    """The `data` of a Prometheus HTTP API answer (asserting its status is success)."""
+    url = f"{base}{path}?{urllib.parse.urlencode(params)}" if params else f"{base}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def prometheus_query(base: str, expr: str) -> list[dict[str, Any]]:
+    """The series an instant query returns; none while the server does not answer yet."""
+    try:
+        result: list[dict[str, Any]] = prometheus_get(base, "/api/v1/query", query=expr)["result"]
+    except OSError:
+        return []
+    return result
 
 
 class Subscriber:

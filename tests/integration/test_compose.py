@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from tickstockpl import health
 from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import Settings
+from tickstockpl.stack.compose import published_ports
 from tickstockpl.stack.supervisord import PROGRAMS
 from tickstockpl.supervised import STARTSECS
 
@@ -74,7 +75,7 @@ def test_compose_services_are_wired_as_the_issue_asks() -> None:
 
 def test_files_the_dockerfile_and_compose_mount_exist() -> None:
     for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:  # not another stage's files
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
     for service in load_yaml(COMPOSE)["services"].values():
@@ -82,6 +83,26 @@ def test_files_the_dockerfile_and_compose_mount_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), source
+
+
+def test_published_ports_are_the_settings_make_up_checks() -> None:
+    """compose publishes on the ports `make up` checks first: same variables, same defaults."""
+    defaults = Settings()
+    expected = {
+        "postgres": ("POSTGRES_PUBLISHED_PORT", defaults.postgres_published_port, 5432),
+        "redis": ("REDIS_PUBLISHED_PORT", defaults.redis_published_port, 6379),
+        "producer": ("TICKSTOCKPL_METRICS_PUBLISHED_PORT", defaults.metrics_published_port, 9108),
+        "prometheus": ("PROMETHEUS_PUBLISHED_PORT", defaults.prometheus_published_port, 9090),
+    }
+    services = load_yaml(COMPOSE)["services"]
+    for name, (variable, default, inside) in expected.items():
+        assert services[name]["ports"] == [f"127.0.0.1:${{{variable}:-{default}}}:{inside}"], name
+    assert {p.variable for p in published_ports(defaults)} == {v for v, _, _ in expected.values()}
+
+
+def test_dockerignore_keeps_state_tests_and_caches_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "var", "tests", ".git", ".env", "**/__pycache__", ".mypy_cache"} <= ignored
 
 
 @pytest.mark.skipif(

@@ -12,12 +12,15 @@ from tickstockpl.exitcodes import RET_CONFIG
 from tickstockpl.local_servers import LocalServerError
 from tickstockpl.settings import Settings
 from tickstockpl.stack.base import ROOT, StackError, failed, say
-from tickstockpl.stack.compose import compose, compose_up, use_docker
+from tickstockpl.stack.compose import ComposeStack, use_docker
 from tickstockpl.stack.embedded import EmbeddedStack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for health (up)")
+    parser.add_argument(
+        "--volumes", action="store_true", help="Docker mode, down: remove the data volumes too"
+    )
 
 
 def var_dir(settings: Settings, root: Path = ROOT) -> Path:
@@ -27,11 +30,9 @@ def var_dir(settings: Settings, root: Path = ROOT) -> Path:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """`tickstockpl up|down|status`: the command name picks the action."""
     stack = EmbeddedStack(settings=settings, var_dir=var_dir(settings))
-    if stack.supervisord.pid() is None and use_docker(settings):
-        if args.command == "up":
-            return compose_up(settings)
-        return compose("down") if args.command == "down" else compose("ps")
     try:
+        if stack.supervisord.pid() is None and use_docker(settings):
+            return run_docker(args, ComposeStack(settings))
         if args.command == "up":
             return stack.up(args.timeout)
         if args.command == "down":
@@ -39,6 +40,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return stack.status()
     except (StackError, LocalServerError) as exc:
         return failed(exc)
+
+
+def run_docker(args: argparse.Namespace, stack: ComposeStack) -> int:
+    """The Docker path: docker compose with docker-compose.yml (tickstockpl.stack.compose)."""
+    if args.command == "up":
+        return stack.up(args.timeout)
+    if args.command == "down":
+        return stack.down(volumes=args.volumes)
+    return stack.status()
 
 
 def foreground_main() -> int:
