@@ -28,7 +28,7 @@ ENV PATH=/opt/tickstockpl/bin:$PATH \
     TICKSTOCKPL_VAR=/app/var \
     TICKSTOCKPL_PYTHON=/opt/tickstockpl/bin/python \
     TICKSTOCKPL_AUTOSTART=true \
-    PROMETHEUS_MULTIPROC_DIR=/app/var/metrics \
+    TICKSTOCKPL_SERVICE_USER=tickstockpl \
     TICKSTOCKPL_METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /opt/tickstockpl /opt/tickstockpl
@@ -38,7 +38,7 @@ COPY data ./data
 COPY scripts ./scripts
 COPY src ./src
 RUN useradd --system --home-dir /app --shell /usr/sbin/nologin tickstockpl \
-    && mkdir -p var/metrics var/supervisord.d \
+    && mkdir -p var/supervisord.d \
     && chown -R tickstockpl: var
 USER tickstockpl
 
@@ -48,5 +48,4 @@ EXPOSE 9108
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=4 \
     CMD ["tickstockpl", "heartbeat", "--check"]
-# Multiprocess metric files belong to one run of the stack: wiped when it starts, never during it.
-CMD ["sh", "-c", "rm -f \"$PROMETHEUS_MULTIPROC_DIR\"/*.db; exec supervisord -c /app/supervisord.conf"]
+CMD ["supervisord", "-c", "/app/supervisord.conf"]

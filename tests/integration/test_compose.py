@@ -19,8 +19,9 @@ from ruamel.yaml import YAML
 
 from tickstockpl import health
 from tickstockpl.services.exporter import build_registry
-from tickstockpl.settings import Settings
+from tickstockpl.settings import AUDIT_ROLE, BACKTEST_ROLE, READ_ROLE, Settings
 from tickstockpl.stack.compose import published_ports
+from tickstockpl.stack.embedded import SUPERUSER_VARIABLES
 from tickstockpl.stack.supervisord import PROGRAMS
 from tickstockpl.supervised import STARTSECS
 
@@ -100,6 +101,19 @@ def test_published_ports_are_the_settings_make_up_checks() -> None:
     assert {p.variable for p in published_ports(defaults)} == {v for v, _, _ in expected.values()}
 
 
+def test_the_producer_container_connects_as_the_audit_role_and_holds_no_superuser_secret() -> None:
+    producer = load_yaml(COMPOSE)["services"]["producer"]["environment"]
+    assert producer["POSTGRES_USER"] == AUDIT_ROLE
+    assert "POSTGRES_AUDIT_PASSWORD" in producer["POSTGRES_PASSWORD"]
+    assert producer["TICKSTOCKPL_DB_ROLES"] == "least"
+    # env_file may hand .env's superuser secrets over; these win over it with empty values.
+    for name in SUPERUSER_VARIABLES:
+        assert producer.get(name) == "", name
+    init_script = (ROOT / "db" / "docker-role-passwords.sh").read_text()
+    for role in (AUDIT_ROLE, READ_ROLE, BACKTEST_ROLE):
+        assert f"ALTER ROLE {role} LOGIN PASSWORD" in init_script
+
+
 def test_dockerignore_keeps_state_tests_and_caches_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", "var", "tests", ".git", ".env", "**/__pycache__", ".mypy_cache"} <= ignored
@@ -110,7 +124,10 @@ def test_dockerignore_keeps_state_tests_and_caches_out() -> None:
 )
 def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("POSTGRES_PASSWORD=x\nPOSTGRES_SUPERUSER_PASSWORD=y\n")
+    env_file.write_text(
+        "POSTGRES_PASSWORD=x\nPOSTGRES_SUPERUSER_PASSWORD=y\n"
+        "POSTGRES_AUDIT_PASSWORD=a\nPOSTGRES_READ_PASSWORD=r\nPOSTGRES_BACKTEST_PASSWORD=b\n"
+    )
     result = subprocess.run(
         ["docker-compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,

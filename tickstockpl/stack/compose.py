@@ -27,7 +27,7 @@ from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABL
 from tickstockpl.settings import Settings, read_env_file
 from tickstockpl.stack.base import ROOT, StackError, failed, say
 from tickstockpl.stack.checks import published_since, required_checks, run_doctor
-from tickstockpl.stack.stores import ensure_env_secret
+from tickstockpl.stack.stores import ROLE_PASSWORDS, ensure_env_secret
 
 SERVICES = ("postgres", "redis", "producer", "prometheus")
 INSTALL_HINT = (
@@ -161,15 +161,29 @@ class ComposeStack:
     def ensure_secrets(self) -> None:
         """The passwords compose needs, generated into .env when neither it nor the environment has
         them (compose then reads them from .env; the environment wins over it)."""
-        for name in ("POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD"):
+        role_variables = [variable for _, variable in ROLE_PASSWORDS]
+        for name in ("POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", *role_variables):
             if not os.environ.get(name):
                 ensure_env_secret(self.env_file, name)
         env_file = Path(os.environ.get("TICKSTOCKPL_ENV_FILE", self.env_file))
         if not env_file.is_absolute():
             env_file = self.root / env_file
         env_file.touch(exist_ok=True)  # the producer's env_file must exist
+        self.use_service_roles()
+
+    def use_service_roles(self) -> None:
+        """Connect from the host as the stack's services do (docker-compose.yml: the producer's
+        least-privilege roles), so doctor and the checks see what they see; unchanged while the
+        passwords are not known yet."""
         values = {**read_env_file(self.env_file), **os.environ}
-        self.settings = self.settings.replace(postgres_password=values["POSTGRES_PASSWORD"])
+        variables = ["POSTGRES_PASSWORD", *(variable for _, variable in ROLE_PASSWORDS)]
+        if not all(values.get(name) for name in variables):
+            return
+        self.settings = self.settings.replace(
+            postgres_password=values["POSTGRES_PASSWORD"],
+            db_roles="least",
+            **{field_name: values[variable] for field_name, variable in ROLE_PASSWORDS},
+        ).with_service_roles()
 
     def check_ports(self) -> None:
         """Fail before starting anything when a port a stopped service would publish is taken."""
@@ -268,6 +282,7 @@ class ComposeStack:
         return code
 
     def status(self) -> int:
+        self.use_service_roles()
         compose("ps", "--all", root=self.root)
         if self.running() != set(SERVICES):
             say("not every service is running")
