@@ -1,6 +1,9 @@
 # TickStockPL. `make help` lists the targets.
 SHELL := /bin/bash
-PYTHON ?= python3
+# As root, the system Python when it is 3.11+: `make up` runs the services as an unprivileged user,
+# who cannot execute an interpreter under root's home (a pyenv there, say). PYTHON=... overrides.
+SYSTEM_PYTHON := $(shell [ "$$(id -u)" = 0 ] && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3)
+PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
