@@ -3,6 +3,7 @@ code, progress lines on stdout, and a deadline poll that fails with that error."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,3 +38,21 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
         wait_for(condition, timeout_s, what, interval_s)
     except LocalServerError as exc:
         raise StackError(str(exc), RET_UNAVAILABLE) from None
+
+
+def poll_until_healthy(
+    unhealthy_reasons: Callable[[], list[str]], timeout_s: float, interval_s: float, hint: str = ""
+) -> None:
+    """Poll until `unhealthy_reasons()` is empty, saying what we wait for once per change; past
+    `timeout_s`, StackError with the last reasons (and `hint`, where to look)."""
+    deadline = time.monotonic() + timeout_s
+    shown: list[str] = []
+    while reasons := unhealthy_reasons():
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"not healthy after {timeout_s:.0f} s: {'; '.join(reasons)}{hint}", RET_UNAVAILABLE
+            )
+        if reasons != shown:
+            say(f"waiting: {'; '.join(reasons)}")
+            shown = reasons
+        time.sleep(interval_s)

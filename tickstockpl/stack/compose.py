@@ -25,7 +25,7 @@ from typing import Any
 from tickstockpl import contract
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK, RET_UNAVAILABLE
 from tickstockpl.settings import Settings, read_env_file
-from tickstockpl.stack.base import ROOT, StackError, failed, say
+from tickstockpl.stack.base import ROOT, StackError, failed, poll_until_healthy, say
 from tickstockpl.stack.checks import published_since, required_checks, run_doctor
 from tickstockpl.stack.stores import ROLE_PASSWORDS, ensure_env_secret
 
@@ -244,18 +244,7 @@ class ComposeStack:
         return reasons
 
     def wait_healthy(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        shown: list[str] = []
-        while reasons := self.unhealthy_reasons():
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"not healthy after {timeout_s:.0f} s: {'; '.join(reasons)} (make logs shows why)",
-                    RET_UNAVAILABLE,
-                )
-            if reasons != shown:
-                say(f"waiting: {'; '.join(reasons)}")
-                shown = reasons
-            time.sleep(1.0)
+        poll_until_healthy(self.unhealthy_reasons, timeout_s, interval_s=1.0, hint=" (make logs shows why)")
 
     def print_where_to_look(self) -> None:
         s = self.settings

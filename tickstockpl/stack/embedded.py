@@ -21,10 +21,10 @@ from pathlib import Path
 
 from tickstockpl import contract
 from tickstockpl.errors import TickStockPLError
-from tickstockpl.exitcodes import RET_FAILED, RET_OK, RET_UNAVAILABLE
+from tickstockpl.exitcodes import RET_FAILED, RET_OK
 from tickstockpl.local_servers import ensure_service_user
 from tickstockpl.settings import ENV_FILE_VARIABLE, Settings
-from tickstockpl.stack.base import ROOT, StackError, failed, say
+from tickstockpl.stack.base import ROOT, StackError, failed, poll_until_healthy, say
 from tickstockpl.stack.checks import persistence_warning, published_since, required_checks, run_doctor
 from tickstockpl.stack.stores import LocalStores, choose_stores, ensure_password, prepare_database
 from tickstockpl.stack.supervisord import Supervisord
@@ -132,17 +132,7 @@ class EmbeddedStack:
         return reasons
 
     def wait_healthy(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        shown: list[str] = []
-        while reasons := self.unhealthy_reasons():
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"not healthy after {timeout_s:.0f} s: {'; '.join(reasons)}", RET_UNAVAILABLE
-                )
-            if reasons != shown:  # say what we wait for, once per change
-                say(f"waiting: {'; '.join(reasons)}")
-                shown = reasons
-            time.sleep(0.5)
+        poll_until_healthy(self.unhealthy_reasons, timeout_s, interval_s=0.5)
 
     # --- up / down / status ----------------------------------------------------------------------
 
