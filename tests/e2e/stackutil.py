@@ -69,6 +69,30 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of `pid` and every process below it (the supervised wrapper and its service)."""
+    total = 0
+    for each in descendants(pid):
+        try:
+            lines = Path(f"/proc/{each}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every process below it."""
+    ticks = 0
+    for each in descendants(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def alive(pid: int) -> bool:
     """Alive and not a zombie."""
     try:
@@ -123,6 +147,40 @@ class RunningStack:
                 pid = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[2] == "pid" else 0
                 result[parts[0]] = (parts[1], pid)
         return result
+
+    def process_info(self) -> dict[str, tuple[str, int, int]]:
+        """Program name -> (state, pid, start time) from supervisord's XML-RPC getAllProcessInfo."""
+        return {
+            f"{info['group']}:{info['name']}": (str(info["statename"]), int(info["pid"]), int(info["start"]))
+            for info in self.stack.supervisord.process_info()
+        }
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        """`tickstockpl doctor --expect-running` in the stack's own environment, as `up` runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "tickstockpl.cli", "doctor", "--expect-running"],
+            env=self.stack.environment(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def stats(self) -> dict[str, str]:
+        """The stack-wide counters the processes keep in Redis (what the exporter and doctor read)."""
+        client = self.redis()
+        try:
+            raw: dict[bytes, bytes] = client.hgetall(contract.KEY_STATS)  # type: ignore[assignment]
+            return {key.decode(): value.decode() for key, value in raw.items()}
+        finally:
+            client.close()
+
+    def log_text(self) -> str:
+        """stack.log and its rotated files, oldest first."""
+        log_file = self.stack.supervisord.log_file
+        rotated = [p for p in log_file.parent.glob(log_file.name + ".*") if p.suffix[1:].isdigit()]
+        files = sorted(rotated, key=lambda p: int(p.suffix[1:]), reverse=True) + [log_file]
+        return "".join(path.read_text(encoding="utf-8", errors="replace") for path in files if path.is_file())
 
     def redis(self) -> redis.Redis:
         return redis.Redis(host=self.settings.redis_host, port=self.settings.redis_port, socket_timeout=10)

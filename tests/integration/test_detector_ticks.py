@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import redis
 
@@ -12,7 +13,7 @@ from tickstockpl.bars import Bar
 from tickstockpl.settings import Settings
 from tickstockpl.sources.ticks import BAD_TICK, TickFeedSource
 
-T0 = 1_785_331_800
+T0 = (int(time.time()) // 60 - 60) * 60  # a minute boundary an hour ago: inside the tick window
 
 
 def test_ticks_published_by_the_consumer_become_bars(settings: Settings, redis_client: redis.Redis) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,6 +22,20 @@ import pytest
 import redis
 
 from tests.conftest import INIT_DB, PostgresHandle, execute
+from tests.hostile import (
+    BAD_TICKERS,
+    FORGED,
+    HOSTILE_JOBS,
+    SMALL,
+    YEAR_2100,
+    deep,
+    forged_lines,
+    normal_session,
+    poison_cancels,
+    poison_jobs,
+    poison_ticks,
+    tick,
+)
 from tests.integration.backtest_helpers import (
     Listener,
     Service,
@@ -36,16 +49,6 @@ from tickstockpl import contract
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = dict(symbols=["IBM"], start_date="2012-01-01", end_date="2012-12-31", patterns=["Hammer"])
-DEEP = 200_000  # levels of nesting, as in the issue
-FORGED = "2026-12-07 03:00:00,000 relay ERROR forged line"
-
-
-def deep(prefix: str = "") -> str:
-    """`{<prefix>"x":[[[…]]]}` nested DEEP levels: RecursionError for a recursive parser."""
-    return "{" + prefix + '"x":' + "[" * DEEP + "]" * DEEP + "}"
-
-
 # --- The backtester -------------------------------------------------------------------------------
 
 
@@ -85,11 +88,6 @@ def still_serving(service: Service, client: redis.Redis, listener: Listener, n: 
     assert listener.wait_result(ident)["status"] == "completed", service.log()
     assert service.proc.poll() is None, f"the backtester exited:\n{service.log()[-3000:]}"
     assert client.llen(contract.KEY_BACKTEST_QUEUE) == 0 and client.llen(contract.KEY_BACKTEST_RUNNING) == 0
-
-
-def forged_lines(text: str) -> list[str]:
-    """Lines that begin as the forged line does (a service's own lines begin with the time now)."""
-    return [line for line in text.splitlines() if line.startswith(FORGED[:23])]
 
 
 def stats(client: redis.Redis) -> dict[str, str]:
@@ -172,27 +170,6 @@ def test_finding_4_no_value_from_outside_forges_a_log_line(
     assert forged_lines(service.log()) == []  # ... and never as a line of its own
 
 
-HOSTILE_JOBS: list[bytes | str] = [
-    b"",
-    b"\xff\xfe\x00garbage",  # not UTF-8
-    b'{"job_id": "backtest_1_\xff"}',
-    "[1, 2, 3]",
-    "42",
-    '"a string"',
-    "null",
-    '{"job_id": "backtest_1_dup", "job_id": ["twice"]}',  # duplicate keys: the last one wins
-    '{"job_id": 12345, "symbols": "AAPL"}',
-    '{"job_id": true}',
-    json.dumps(consumer_job("backtest_1_types", symbols=[1, None, {"a": 1}])),
-    json.dumps(consumer_job("backtest_1_nan", parameters={"initial_capital": -5})),
-    '{"job_id": "backtest_1_naninf", "parameters": {"initial_capital": NaN}}',
-    json.dumps(consumer_job("backtest_1_dates", start_date="9999-99-99", end_date=1e300)),
-    json.dumps(consumer_job("backtest_1_emoji", symbols=["\U0001f680"], patterns=["X');DELETE--"])),
-    json.dumps(consumer_job("backtest_1_many", patterns=["Doji"] * 10_000)),
-    json.dumps(consumer_job("backtest_1_bigint", parameters={"max_holding_bars": 10**400})),
-]
-
-
 def test_own_cases_every_malformed_job_is_refused_and_the_service_carries_on(
     backtester: Callable[[], Service], redis_client: redis.Redis, listener: Listener
 ) -> None:
@@ -266,29 +243,11 @@ def detector(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> I
         process.stop()
 
 
-def tick(ticker: str, price: float, at: float, volume: float = 100) -> str:
-    return json.dumps(
-        {"ticker": ticker, "price": price, "volume": volume, "timestamp": at, "event_type": "tick"}
-    )
-
-
 def publish_ticks(client: redis.Redis, messages: list[str | bytes]) -> None:
     pipe = client.pipeline(transaction=False)
     for message in messages:
         pipe.publish(contract.CHANNEL_RAW_TICKS, message)
     pipe.execute()
-
-
-def normal_session(symbol: str, minutes: int, seed: int = 3) -> tuple[list[str | bytes], float]:
-    """Three ticks a minute of a random walk, for `minutes` minutes ending a minute before now."""
-    rng = random.Random(seed)
-    start = (int(time.time()) // 60 - minutes - 1) * 60
-    price, messages = 100.0, []
-    for minute in range(minutes):
-        for second in (5, 25, 45):
-            price = max(1.0, price * (1 + rng.gauss(0, 0.004)))
-            messages.append(tick(symbol, round(price, 2), start + minute * 60 + second, rng.randint(1, 500)))
-    return messages, start
 
 
 def accepted_bars(client: redis.Redis) -> int:
@@ -332,7 +291,7 @@ def test_finding_2_nested_json_and_huge_numbers_on_the_tick_feed(
 def test_finding_5_a_tick_from_2100_neither_moves_the_clock_nor_makes_live_ticks_late(
     detector: Detector, redis_client: redis.Redis
 ) -> None:
-    publish_ticks(redis_client, [tick("ZZZ", 10.0, 4_102_444_800)])  # 2100-01-01
+    publish_ticks(redis_client, [tick("ZZZ", 10.0, YEAR_2100)])
     messages, _ = normal_session("AAPL", 3)
     for message in messages:  # paced as a live feed: the detector flushes between two ticks
         publish_ticks(redis_client, [message])
@@ -342,9 +301,6 @@ def test_finding_5_a_tick_from_2100_neither_moves_the_clock_nor_makes_live_ticks
     assert "bars_rejected:tick_late" not in values  # none of the 9 live ticks was refused as late
     assert values.get("bars_rejected:tick_bad_timestamp") == "1"
     still_detecting(detector, redis_client, "MSFT")
-
-
-BAD_TICKERS = ["X');DELETE--", "\U0001f680", "aapl", "A" * 21, "", " ", "AAPL\nFORGED", 42, None, ["AAPL"]]
 
 
 def test_finding_5_bad_tickers_are_refused_logged_once_and_never_reach_the_outbox(
@@ -384,32 +340,11 @@ def test_finding_5_many_distinct_tickers_are_capped(detector: Detector, redis_cl
 FLOOD_S = float(os.environ.get("TICKSTOCKPL_TEST_FLOOD_S", "10"))  # the issue asks for 60 s: run it so
 
 
-def poison_ticks() -> list[str | bytes]:
-    now = time.time()
-    ticks: list[str | bytes] = [
-        deep(),
-        tick("AAPL", 10.0, 1e300),
-        tick("ZZZ", 10.0, 4_102_444_800),
-        '{"ticker": "AAPL", "price": NaN, "timestamp": 1}',
-        b"\xff\xfe\x00",
-        b"",
-        "[1, 2]",
-        json.dumps({"ticker": "AAPL", "price": -1, "timestamp": now, "volume": -5}),
-    ]
-    return ticks + [json.dumps({"ticker": t, "price": 1.0, "timestamp": now}) for t in BAD_TICKERS]
-
-
 def test_a_flood_of_every_poison_message_leaves_both_services_serving(
     backtester: Callable[[], Service], detector: Detector, redis_client: redis.Redis, listener: Listener
 ) -> None:
     service = backtester()
-    jobs: list[str | bytes] = [
-        *HOSTILE_JOBS,
-        deep(),
-        json.dumps(consumer_job("j" * 100_000, **SMALL)),
-        json.dumps(consumer_job(f"backtest_1_x\n{FORGED}", **SMALL)),
-    ]
-    cancels: list[str | bytes] = [deep(), b"\xff", "[]", json.dumps({"job_id": "j" * 5000})]
+    jobs, cancels = poison_jobs(), poison_cancels()
     sent = {"jobs": 0, "cancels": 0, "ticks": 0}
     deadline = time.monotonic() + FLOOD_S
     while time.monotonic() < deadline:
