@@ -9,7 +9,9 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
+import psycopg2.extensions
 import pytest
 
 from tests.e2e.stackutil import RunningStack
@@ -21,6 +23,7 @@ from tickstockpl.stack.supervisord import PROGRAMS
 pytestmark = pytest.mark.e2e
 
 SECRET_NAMES = ("POSTGRES_ADMIN_URI", "POSTGRES_SUPERUSER_PASSWORD")
+FAKE_ADMIN_URI = "host=127.0.0.1 port=1 user=postgres password=not-for-services dbname=postgres"
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -38,11 +41,14 @@ def uid_of(pid: int) -> int:
 
 def test_no_program_holds_a_superuser_secret_or_runs_as_root(
     start_stack: Callable[..., AbstractContextManager[RunningStack]],
+    store_overrides: Callable[[], dict[str, Any]],
 ) -> None:
-    admin = "host=127.0.0.1 port=1 user=postgres password=not-for-services dbname=postgres"
+    # Container stores come with their superuser's URI (a random password), which `up` needs; with
+    # local stores `up` starts its own PostgreSQL and uses its socket, and a URI nothing answers at
+    # must still not reach a service.
+    admin = store_overrides().get("postgres_admin_uri") or FAKE_ADMIN_URI
+    admin_password = psycopg2.extensions.parse_dsn(admin)["password"]
     with start_stack(postgres_admin_uri=admin) as running:
-        # A local PostgreSQL was started (nothing answers at its port), so up used its socket, and
-        # the admin URI we set must still not reach a service.
         status = running.status()
         expected_user = running.stack.service_user
         expected_uid = pwd.getpwnam(expected_user).pw_uid
@@ -51,7 +57,7 @@ def test_no_program_holds_a_superuser_secret_or_runs_as_root(
             assert state == "RUNNING" and pid > 0, status
             env = environ_of(pid)
             assert not [key for key in SECRET_NAMES if key in env], (name, sorted(env))
-            assert "not-for-services" not in "\n".join(env.values()), name
+            assert admin_password not in "\n".join(env.values()), name
             assert env["POSTGRES_USER"] == AUDIT_ROLE, name
             assert env["TICKSTOCKPL_ENV_FILE"] == "", name
             assert uid_of(pid) == expected_uid, (name, expected_user)
