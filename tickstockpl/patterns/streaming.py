@@ -30,8 +30,9 @@ from tickstockpl.bars import (
     tier_for,
     timeframe_label,
 )
+from tickstockpl.patterns.candle_settings import Total
 from tickstockpl.patterns.engine import DIRECTIONS, Hits, PatternSet, evaluate
-from tickstockpl.patterns.rules import Total, advance_totals
+from tickstockpl.patterns.running_totals import advance_totals
 from tickstockpl.patterns.windows import FloatArray, Windows
 
 FIELDS = 5  # open, high, low, close, volume
