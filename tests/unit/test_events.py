@@ -21,7 +21,7 @@ from tickstockpl.patterns import (
     signal_to_event,
     streaming,
 )
-from tickstockpl.patterns.streaming import flow_ids
+from tickstockpl.patterns.signals import flow_ids
 from tickstockpl.settings import Settings, SettingsError
 from tickstockpl.sources.synthetic import SyntheticMarket
 

@@ -175,7 +175,7 @@ def encode(message: Mapping[str, Any]) -> str:
 
 class BuiltPatternEvent(dict[str, Any]):
     """A pattern event that holds to the contract by construction: what the detector's event builder
-    (`patterns.streaming.EventBuilder`) returns, property-tested equal to `validate_pattern_event`.
+    (`patterns.signals.EventBuilder`) returns, property-tested equal to `validate_pattern_event`.
 
     `outbox.enqueue` encodes these without checking them again, so the check runs once on the way
     out; the relay's decode still guards against anything else on the outbox. Not to be changed
