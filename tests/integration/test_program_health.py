@@ -20,7 +20,7 @@ from tests.integration.test_least_privilege import _doctor
 from tests.support import poll
 from tickstockpl import health
 from tickstockpl.programwatch import ProgramStates, parse_event
-from tickstockpl.services.exporter import program_metrics
+from tickstockpl.services.exporter_metrics import program_metrics
 from tickstockpl.services.heartbeat import Heartbeat
 from tickstockpl.settings import Settings
 from tickstockpl.stack.supervisord import Supervisord

@@ -15,7 +15,7 @@ from tests.integration.test_least_privilege import _doctor
 from tickstockpl import contract, health
 from tickstockpl.local_servers import LocalRedis
 from tickstockpl.services import heartbeat as heartbeat_service
-from tickstockpl.services.exporter import persistence_metrics
+from tickstockpl.services.exporter_metrics import persistence_metrics
 from tickstockpl.services.heartbeat import Heartbeat
 from tickstockpl.settings import Settings
 from tickstockpl.stack.checks import persistence_warning

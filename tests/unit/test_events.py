@@ -19,9 +19,9 @@ from tickstockpl.patterns import (
     StreamingEngine,
     publishable,
     signal_to_event,
-    streaming,
 )
-from tickstockpl.patterns.streaming import flow_ids
+from tickstockpl.patterns import signals as signals_module
+from tickstockpl.patterns.signals import flow_ids
 from tickstockpl.settings import Settings, SettingsError
 from tickstockpl.sources.synthetic import SyntheticMarket
 
@@ -163,7 +163,7 @@ def test_engine_signals_go_the_direct_way_once_their_texts_are_trusted(
         calls.append(signal)
         return signal_to_event(signal, now)
 
-    monkeypatch.setattr(streaming, "signal_to_event", counting)
+    monkeypatch.setattr(signals_module, "signal_to_event", counting)
     again = builder.build(signals_, now=NOW)
     assert calls == []  # every one built directly
     reference = [signal_to_event(s, now=NOW) for s in signals_]

@@ -14,18 +14,11 @@ from talib import abstract
 from tests.unit.test_patterns_talib import series
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import DEFAULT_CANDLES, NEUTRAL_CANDLES, PatternSet, StreamingEngine
+from tickstockpl.patterns.candle_settings import BODY, HIGHLOW, SHADOWS, Candles, Total
 from tickstockpl.patterns.candles import CANDLE_FUNCTIONS, FUNCTION_FOR
 from tickstockpl.patterns.engine import evaluate
-from tickstockpl.patterns.rules import (
-    BODY,
-    HIGHLOW,
-    RULES,
-    SHADOWS,
-    Candles,
-    Total,
-    advance_totals,
-    series_totals,
-)
+from tickstockpl.patterns.rules import RULES
+from tickstockpl.patterns.running_totals import advance_totals, series_totals
 from tickstockpl.patterns.windows import history_windows
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

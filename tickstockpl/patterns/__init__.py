@@ -9,7 +9,8 @@ from tickstockpl.patterns.custom import (
     VolumeSpike,
 )
 from tickstockpl.patterns.engine import HistorySignal, PatternSet, evaluate, history_signals
-from tickstockpl.patterns.streaming import EventBuilder, Signal, StreamingEngine, publishable, signal_to_event
+from tickstockpl.patterns.signals import EventBuilder, Signal, publishable, signal_to_event
+from tickstockpl.patterns.streaming import StreamingEngine
 
 __all__ = [
     "ALL_CANDLES",

@@ -23,7 +23,8 @@ import numpy.typing as npt
 import talib
 from talib import abstract
 
-from tickstockpl.patterns.rules import RULES, Candles, Rule, Total
+from tickstockpl.patterns.candle_settings import Candles, Rule, Total
+from tickstockpl.patterns.rules import RULES
 from tickstockpl.patterns.windows import FloatArray, Windows, volume_score
 
 # TA-Lib function -> published name. The first eleven are the consumer UI's names (contract §3.1).

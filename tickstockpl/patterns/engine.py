@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from tickstockpl.patterns.candle_settings import Total
 from tickstockpl.patterns.candles import (
     DEFAULT_CANDLES,
     FUNCTION_FOR,
@@ -25,7 +26,8 @@ from tickstockpl.patterns.candles import (
     detect_candles,
 )
 from tickstockpl.patterns.custom import DEFAULT_CUSTOM, CustomPattern
-from tickstockpl.patterns.rules import Total, series_totals, totals_for
+from tickstockpl.patterns.rules import totals_for
+from tickstockpl.patterns.running_totals import series_totals
 from tickstockpl.patterns.windows import FloatArray, Windows, history_windows, slice_rows, volume_score
 
 DIRECTIONS = {1: "bullish", -1: "bearish", 0: "neutral"}

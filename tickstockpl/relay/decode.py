@@ -54,7 +54,7 @@ def decode_record(payload: bytes) -> dict[str, Any]:
 
 
 def _plain_text(value: object, limit: int) -> bool:
-    """What contract._check_text accepts, for a string orjson produced (never a lone surrogate)."""
+    """What contract.check_text accepts, for a string orjson produced (never a lone surrogate)."""
     return type(value) is str and 0 < len(value) <= limit and "\x00" not in value and bool(value.strip())
 
 
