@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import INIT_DB, PostgresHandle, execute
+from tests.conftest import PostgresHandle
 from tests.integration.backtest_helpers import (
     DAILY,
     Listener,
@@ -22,7 +22,6 @@ from tests.integration.backtest_helpers import (
     assert_valid_result,
     consumer_job,
     job_id,
-    load_daily,
     publish_cancel,
     publish_job,
     wait_for,
@@ -32,20 +31,6 @@ from tickstockpl.backtest import MemoryHistory, parse_job, run_job
 from tickstockpl.settings import Settings
 
 BARRIER = dict(symbols=["IBM"], start_date="2012-01-01", end_date="2012-12-31", patterns=["Hammer"])
-
-
-@pytest.fixture
-def bars(settings: Settings, postgres_server: PostgresHandle) -> Settings:
-    execute(postgres_server.dsn(INIT_DB), "TRUNCATE historical_bars")
-    assert load_daily(settings) == 12_154
-    return settings
-
-
-@pytest.fixture
-def listener(redis_client: redis.Redis) -> Iterator[Listener]:
-    listen = Listener(redis_client)
-    yield listen
-    listen.close()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import INIT_DB, PostgresHandle, execute
 from tests.hostile import (
     BAD_TICKERS,
     FORGED,
@@ -41,7 +40,6 @@ from tests.integration.backtest_helpers import (
     Service,
     consumer_job,
     job_id,
-    load_daily,
     publish_job,
     wait_for,
 )
@@ -50,20 +48,6 @@ from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # --- The backtester -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bars(settings: Settings, postgres_server: PostgresHandle) -> Settings:
-    execute(postgres_server.dsn(INIT_DB), "TRUNCATE historical_bars")
-    assert load_daily(settings) == 12_154
-    return settings
-
-
-@pytest.fixture
-def listener(redis_client: redis.Redis) -> Iterator[Listener]:
-    listen = Listener(redis_client)
-    yield listen
-    listen.close()
 
 
 @pytest.fixture
