@@ -165,6 +165,30 @@ def publish_cancel(client: redis.Redis, job: str) -> None:
     client.publish(contract.CHANNEL_BACKTEST_CANCEL, json.dumps(cancel))
 
 
+def browser_metrics(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """What TickStockAppV2's browser shows for a result message, once per Socket.IO path.
+
+    Read as `web/static/js/core/tickstockpl-integration.js` (2fedaed) does: the subscriber forwards
+    the whole message as `event.data`, the broadcaster as `event_data.data` (contract §2.2);
+    `handleBacktestResult` passes `(data.event_data || data.event).data` to `updateBacktestResults`,
+    which shows `results.win_rate || 0`, `results.roi || 0`, `results.sharpe_ratio || 0` (and the
+    issue adds `max_drawdown`) read from that object itself, not from its `results`.
+    """
+    envelope = {
+        "event_type": "backtest_result",
+        "source": message.get("source", "unknown"),
+        "timestamp": message.get("timestamp"),
+        "data": message,
+        "channel": contract.CHANNEL_BACKTEST_RESULTS,
+    }
+    shown = []
+    for socket_payload in ({"type": "backtest_result", "event": envelope}, {"event_data": envelope}):
+        event_data = socket_payload.get("event_data") or socket_payload.get("event") or {}
+        results = event_data.get("data") or {}
+        shown.append({name: results.get(name) or 0 for name in contract.BACKTEST_RESULT_FIELDS})
+    return shown
+
+
 def assert_valid_result(result: dict[str, Any]) -> None:
     """Appendix B item 13 for a result message."""
     assert isinstance(result["job_id"], str) and result["status"] in {"completed", "failed", "cancelled"}
@@ -172,3 +196,5 @@ def assert_valid_result(result: dict[str, Any]) -> None:
     for key in contract.BACKTEST_RESULT_FIELDS:
         assert type(result["results"][key]) in (int, float), key
     assert 0 <= result["results"]["win_rate"] <= 1 and 0 <= result["results"]["max_drawdown"] <= 1
+    for key in contract.BACKTEST_RESULT_FIELDS:  # and at the top level, for the browser (issue 17)
+        assert result[key] == result["results"][key], key

@@ -20,6 +20,7 @@ from tests.integration.backtest_helpers import (
     Listener,
     Service,
     assert_valid_result,
+    browser_metrics,
     consumer_job,
     job_id,
     publish_cancel,
@@ -89,6 +90,21 @@ def test_appendix_b_item_13(
     # Appendix B item 15: nothing under the consumer's keys (Redis was flushed before the test).
     assert redis_client.keys("tickstock:*") == []
     assert service.proc.poll() is None
+
+
+def test_the_browser_reads_the_metrics_of_a_published_result(
+    start_service: Callable[..., Service], redis_client: redis.Redis, listener: Listener
+) -> None:
+    """Issue 17: the browser reads the four metrics from the top level; the Python side from `results`."""
+    start_service()
+    job = consumer_job(job_id(5), symbols=["AAPL", "MSFT", "IBM"])
+    publish_job(redis_client, job)
+    result = listener.wait_result(job["job_id"])  # the message as published, parsed from the channel
+    assert result["status"] == "completed" and result["results"]["total_trades"] > 0
+    python_side = {name: result["results"][name] for name in contract.BACKTEST_RESULT_FIELDS}
+    assert python_side["win_rate"] > 0 and python_side["roi"] != 0  # a browser reading nothing shows 0
+    for shown in browser_metrics(result):
+        assert shown == python_side
 
 
 def test_cancel_mid_job_stops_promptly_without_completed(

@@ -124,6 +124,14 @@ def test_result_message_always_carries_the_ui_fields() -> None:
         "j", "completed", {"win_rate": 0.5, "max_drawdown": 0.1, "roi": -0.2}
     )
     assert done["results"]["roi"] == -0.2 and done["results"]["total_trades"] == 0
+    for message in (failed, done):  # also at the top level, for the browser (issue 17)
+        for name in contract.BACKTEST_RESULT_FIELDS:
+            assert message[name] == message["results"][name]
+    top_level = (done["win_rate"], done["roi"], done["max_drawdown"], done["sharpe_ratio"])
+    assert top_level == (0.5, -0.2, 0.1, 0.0)
+    for broken in ({k: v for k, v in done.items() if k != "roi"}, {**done, "win_rate": 0.25}):
+        with pytest.raises(contract.ContractError):
+            contract.validate_backtest_result(broken)
     with pytest.raises(contract.ContractError):
         contract.build_backtest_result("j", "done")
     with pytest.raises(contract.ContractError):

@@ -21,7 +21,9 @@ BACKTEST_FAILED: Final = "failed"
 BACKTEST_CANCELLED: Final = "cancelled"  # the consumer treats anything but completed as FAILED
 BACKTEST_RUNNING: Final = "running"
 BACKTEST_TERMINAL: Final = frozenset({BACKTEST_COMPLETED, BACKTEST_FAILED, BACKTEST_CANCELLED})
-# The fields the UI reads from `results` (fractions, not percentages), sent even on failure.
+# The fields the UI reads (fractions, not percentages), sent even on failure. They go both inside
+# `results` (the consumer's Python side stores that object) and at the top level, equal: the browser's
+# `updateBacktestResults` reads them from the message itself (issue 17).
 BACKTEST_RESULT_FIELDS: Final = ("win_rate", "roi", "max_drawdown", "sharpe_ratio")
 BACKTEST_MAX_SYMBOLS: Final = 50  # the consumer's own limit on a job (§3.1)
 KEY_BACKTEST_CANCELS: Final = PRODUCER_PREFIX + "backtest:cancel:"  # + job_id: a cancel seen, kept 1 day
@@ -69,7 +71,8 @@ def build_backtest_result(
     error: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A flat result message; `results` always carries the UI's four fields (0.0 when not computed)."""
+    """A flat result message; the UI's four fields (0.0 when not computed) are in `results` and, with
+    the same values, at the top level."""
     if status not in BACKTEST_TERMINAL:
         raise ContractError("status", f"must be one of {sorted(BACKTEST_TERMINAL)}, got {status!r}")
     body: dict[str, Any] = {name: 0.0 for name in BACKTEST_RESULT_FIELDS}
@@ -83,6 +86,7 @@ def build_backtest_result(
         "status": status,
         "results": body,
     }
+    message.update({name: body[name] for name in BACKTEST_RESULT_FIELDS})
     if error is not None:
         message["error"] = error
         body["error"] = error
@@ -117,6 +121,9 @@ def validate_backtest_result(message: object) -> dict[str, Any]:
     for name in ("win_rate", "max_drawdown"):
         if not 0.0 <= results[name] <= 1.0:
             raise ContractError(f"results.{name}", f"must be a fraction within 0-1, got {results[name]!r}")
+    for name in BACKTEST_RESULT_FIELDS:  # the browser reads the top level, the Python side `results`
+        if name not in message or message[name] != results[name]:
+            raise ContractError(name, f"must be at the top level too, equal to results.{name}")
     for key, value in message.items():
         check_extra(key, value)
     return message
