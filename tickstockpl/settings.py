@@ -61,6 +61,13 @@ def _positive(parse: Callable[[str], T]) -> Callable[[str], T]:
     return parse_positive
 
 
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -133,6 +140,8 @@ class Settings:
     source: str = _setting("TICKSTOCKPL_SOURCE", "synthetic", _choice("synthetic", "csv", "ticks", "massive"))
     symbols: tuple[str, ...] = _setting("TICKSTOCKPL_SYMBOLS", DEFAULT_SYMBOLS, _parse_list)
     synthetic_seed: int = _setting("TICKSTOCKPL_SYNTHETIC_SEED", 42, int)
+    # How far back (s) an accelerated synthetic session starts, so its bars never run ahead of the clock.
+    synthetic_lookback_s: int = _setting("TICKSTOCKPL_SYNTHETIC_LOOKBACK", 7 * 86_400, _not_negative)
     bar_seconds: int = _setting("TICKSTOCKPL_BAR_SECONDS", 60, _positive(int))
     speed: float = _setting("TICKSTOCKPL_SPEED", 60.0, float)  # x real time; 0 = as fast as possible
     csv_files: tuple[str, ...] = _setting("TICKSTOCKPL_CSV_FILES", (), _parse_list)

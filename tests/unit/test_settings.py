@@ -49,6 +49,7 @@ def test_repr_masks_secrets() -> None:
         ("TICKSTOCKPL_AUDIT_ENABLED", "maybe", "true/false"),
         ("TICKSTOCKPL_SOURCE", "bloomberg", "synthetic"),
         ("TICKSTOCKPL_CRASH_AT", "somewhere", "after_move"),
+        ("TICKSTOCKPL_SYNTHETIC_LOOKBACK", "-60", "0 or more"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, reason: str) -> None:

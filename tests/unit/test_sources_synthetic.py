@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import numpy as np
 
 from tests.unit.test_bars import check_bar
 from tickstockpl.patterns import PatternSet, history_signals
-from tickstockpl.sources.synthetic import SyntheticMarket, SyntheticSource
+from tickstockpl.sources.pacing import Pacer
+from tickstockpl.sources.synthetic import DEFAULT_LOOKBACK_S, SyntheticMarket, SyntheticSource
 
 
 def test_same_seed_same_bars_other_seed_other_bars() -> None:
@@ -42,3 +44,52 @@ def test_source_flat_out_yields_limit_boundaries_and_stops_on_request() -> None:
     stop = threading.Event()
     stop.set()
     assert list(SyntheticSource(["A"], speed=0, start=0, limit=5).batches(stop)) == []
+
+
+def produced(source: SyntheticSource) -> list[tuple[float, list[int]]]:
+    """(time.time() when the batch was yielded, its bars' close times) for every batch."""
+    return [(time.time(), [bar.close_time for bar in batch]) for batch in source.batches(threading.Event())]
+
+
+def test_no_bar_is_stamped_after_the_wall_clock_even_when_accelerated() -> None:
+    """Issue 17: at 60x from now, the bars ran ahead of the clock (03:16 at 03:04)."""
+    before = time.time()
+    source = SyntheticSource(["A", "B"], seed=1, bar_seconds=1, speed=60, lookback_s=2, limit=5)
+    assert before - 3 <= source.market.next_start <= before - 1  # the session starts in the past
+    batches = produced(source)
+    assert len(batches) == 5
+    for at, closes in batches:
+        assert max(closes) <= at, (closes, at)
+    assert batches[-1][1][0] > before  # it went on past the catch-up, now at real time
+
+
+def test_the_default_session_starts_a_week_back_and_catches_up_at_60x() -> None:
+    before = time.time()
+    source = SyntheticSource(["A"], speed=60, limit=2)  # what `make up` runs (bar 60 s, 60x)
+    assert before - DEFAULT_LOOKBACK_S - 60 <= source.market.next_start <= before - DEFAULT_LOOKBACK_S
+    for at, closes in produced(source):
+        assert max(closes) <= at
+    # At real time or slower the lag would never shrink: the session starts now.
+    assert SyntheticSource(["A"], speed=1).market.next_start >= int(before) // 60 * 60
+    flat_out = SyntheticSource(["A"], bar_seconds=1, speed=0, lookback_s=50, limit=50)
+    assert all(max(closes) <= at for at, closes in produced(flat_out))
+
+
+def test_pacer_runs_at_speed_until_it_meets_the_wall_clock_then_at_real_time() -> None:
+    monotonic, wall = [0.0], [1000.0]
+    waits: list[float] = []
+
+    class FakeStop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            monotonic[0] += timeout or 0.0
+            wall[0] += timeout or 0.0
+            return False
+
+    pacer = Pacer(10.0, clock=lambda: monotonic[0], wall_clock=lambda: wall[0])
+    stop = FakeStop()
+    for data_time in (880.0, 940.0, 1000.0, 1060.0, 1120.0):
+        assert pacer.wait_until(data_time, stop)
+        assert data_time <= wall[0]
+    assert waits == [6.0, 6.0, 6.0, 42.0, 60.0]  # 60 s of data in 6 s, until the clock is reached
+    assert Pacer(0.0, wall_clock=lambda: wall[0]).wait_until(1200.0, stop) and waits[-1] == 80.0

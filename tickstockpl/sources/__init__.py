@@ -45,5 +45,9 @@ def build_source(settings: Settings) -> BarSource:
     from tickstockpl.sources.synthetic import SyntheticSource
 
     return SyntheticSource(
-        settings.symbols, seed=settings.synthetic_seed, bar_seconds=settings.bar_seconds, speed=settings.speed
+        settings.symbols,
+        seed=settings.synthetic_seed,
+        bar_seconds=settings.bar_seconds,
+        speed=settings.speed,
+        lookback_s=settings.synthetic_lookback_s,
     )

@@ -7,10 +7,16 @@ Deterministic given (seed, symbols, bar length): one numpy Generator drives all 
     closes that would cross it are turned back (tests) until the level's time is up, then price breaks
     through on heavy volume and a new level forms later.
 Prices are rounded to cents, as real quotes are, which also makes exact ties (dojis) possible.
+
+On a clock (SyntheticSource) no bar is ever stamped later than the wall clock: the consumer would show
+its patterns "from the future". To still publish within seconds of `make up` at an accelerated speed,
+the session starts `lookback_s` in the past and runs at `speed` until it meets the clock (after
+lookback / (speed - 1) of wall time: 7 days at 60x is 2 h 51 min), then at real time.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -21,6 +27,8 @@ import numpy as np
 from tickstockpl.bars import Bar
 from tickstockpl.sources.pacing import Pacer
 
+DEFAULT_LOOKBACK_S = 7 * 86_400  # how far back an accelerated session starts (TICKSTOCKPL_SYNTHETIC_LOOKBACK)
+log = logging.getLogger("tickstockpl.synthetic")
 BASE_SIGMA = 0.003  # per-bar volatility at rest
 ALPHA, BETA = 0.08, 0.88  # GARCH weights: persistence ALPHA + BETA < 1
 
@@ -129,7 +137,8 @@ class SyntheticMarket:
 
 
 class SyntheticSource:
-    """SyntheticMarket on a clock: one batch per boundary, at `speed` x real time (0 = flat out)."""
+    """SyntheticMarket on a clock: one batch per boundary, at `speed` x real time (0 = flat out), but
+    never ahead of the wall clock: a bar is yielded only once its close time has come."""
 
     def __init__(
         self,
@@ -139,16 +148,27 @@ class SyntheticSource:
         speed: float = 1.0,
         start: int | None = None,
         limit: int | None = None,
+        lookback_s: int = DEFAULT_LOOKBACK_S,
     ) -> None:
-        if start is None:  # align to the wall clock so bars look live
-            start = int(time.time()) // bar_seconds * bar_seconds
+        if lookback_s < 0:
+            raise ValueError(f"the synthetic lookback must be >= 0 s, got {lookback_s}")
+        if start is None:  # on the bar grid of the wall clock, so bars look live
+            now = int(time.time()) // bar_seconds * bar_seconds
+            catches_up = speed == 0 or speed > 1  # at real time or slower it never would: start now
+            start = now - (lookback_s // bar_seconds * bar_seconds if catches_up else 0)
+            if start < now:
+                log.info(
+                    "synthetic session starts %d s back, at %gx until it meets the clock, then in real time",
+                    now - start,
+                    speed,
+                )
         self.market = SyntheticMarket(symbols, seed=seed, bar_seconds=bar_seconds, start=start)
         self.speed = speed
         self.limit = limit
         self.rejected: Counter[str] = Counter()
 
     def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
-        pacer = Pacer(self.speed)
+        pacer = Pacer(self.speed, wall_clock=time.time)
         pacer.wait_until(self.market.next_start, stop)  # the clock starts at the first bar's open
         produced = 0
         while self.limit is None or produced < self.limit:
