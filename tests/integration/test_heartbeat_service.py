@@ -133,7 +133,7 @@ def test_startup_row_once_per_stack_run(
     started = rows(config, contract.CHECKPOINT_PRODUCER_STARTED)
     assert len(started) == 1
     row_id, _, flow_id, event_type, source, _, details = started[0]
-    assert (flow_id, event_type, source) == (None, "heartbeat", "TickStockPL")
+    assert (flow_id, event_type, source) == (None, "producer_started", "TickStockPL")
     assert row_id < rows(config)[0][0]  # written before the first PRODUCER_ALIVE
     run_start = started_at(redis_client)
     assert details["started_at"] == run_start and "deferred" not in details

@@ -10,7 +10,8 @@ from typing import Final
 # --- Identity -------------------------------------------------------------------------------------
 SOURCE_SYSTEM: Final = "TickStockPL"  # source / source_system on every message and audit row
 EVENT_PATTERN_DETECTED: Final = "pattern_detected"
-EVENT_HEARTBEAT: Final = "heartbeat"
+EVENT_HEARTBEAT: Final = "heartbeat"  # PRODUCER_ALIVE rows only: the consumer times these 50-70 s apart
+EVENT_PRODUCER_STARTED: Final = "producer_started"  # the startup row: kept out of the heartbeat cadence
 EVENT_SYSTEM_HEALTH: Final = "system_health"
 EVENT_BACKTEST_PROGRESS: Final = "backtest_progress"
 EVENT_BACKTEST_RESULT: Final = "backtest_result"
@@ -49,6 +50,9 @@ KEY_BACKTEST_QUEUE: Final = PRODUCER_PREFIX + "backtest:queue"
 KEY_BACKTEST_RUNNING: Final = PRODUCER_PREFIX + "backtest:running"
 KEY_HEALTH: Final = PRODUCER_PREFIX + "health"  # the latest system_health event (JSON), TTL as heartbeat
 KEY_HEALTH_CHANGES: Final = PRODUCER_PREFIX + "health:changes"  # recent status changes, newest first
+# Epoch seconds of the last PRODUCER_ALIVE row: a restarted heartbeat continues the 60 s schedule from
+# it (the audit role cannot read the table back). TTL two row intervals.
+KEY_LAST_ALIVE_ROW: Final = PRODUCER_PREFIX + "heartbeat:last_alive_row"
 
 # Appendix B item 11: the key is < 30 s old at every sample (the consumer's 30 s fallback check).
 HEARTBEAT_MAX_AGE_S: Final = 30.0

@@ -3,9 +3,14 @@
 Every `heartbeat_interval_s` (10 s; the consumer calls >= 60 s offline, contract §5.1) it SETs
 `tickstock:producer:heartbeat` and `tickstockpl:heartbeat` to `repr(time.time())` with a TTL, so a
 dead producer's key disappears. Every `alive_row_interval_s` (60 s; the consumer's test wants a
-50-70 s average) it writes a PRODUCER_ALIVE row with the stack's figures from KEY_STATS. When a stack
-run begins it writes one PRODUCER_STARTED row. It publishes `system_health` on
+50-70 s average over any 2 minutes) it writes a PRODUCER_ALIVE row (event_type `heartbeat`) with the
+stack's figures from KEY_STATS. When a stack run begins it writes one PRODUCER_STARTED row, with its
+own event_type, so it never counts as a heartbeat. It publishes `system_health` on
 `tickstock.health.status` every `health_interval_s` (30 s) and at once on every status change.
+
+The rows keep their cadence across restarts: each PRODUCER_ALIVE row's time goes to
+KEY_LAST_ALIVE_ROW, and a restarted heartbeat writes its first row one interval after it (at once if
+that is past), not at once. Without Redis at start it waits a whole interval, which is never too soon.
 
 A stack run begins when this process starts and finds no heartbeat key (the previous run stopped
 cleanly, or has been dead longer than the TTL); a restart after a crash, while the key is still
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -117,9 +123,11 @@ class Heartbeat:
             log.info("heartbeat restarted inside a running stack (started_at=%.3f)", self.started_at)
 
     # --- audit rows ------------------------------------------------------------------------------
-    def _write_row(self, checkpoint: str, details: dict[str, Any]) -> bool:
+    def _write_row(
+        self, checkpoint: str, details: dict[str, Any], event_type: str = contract.EVENT_HEARTBEAT
+    ) -> bool:
         try:
-            self.audit.log_producer_row(checkpoint, details)
+            self.audit.log_producer_row(checkpoint, details, event_type=event_type)
         except AuditDataError as exc:  # cannot happen with our own small rows; never retry it
             log.error("%s row rejected by PostgreSQL: %s", checkpoint, exc)
             return False
@@ -143,7 +151,7 @@ class Heartbeat:
         if self.startup_row_failed:
             details["deferred"] = True
             details["written_after_s"] = round(time.time() - self.started_at, 3)
-        if self._write_row(contract.CHECKPOINT_PRODUCER_STARTED, details):
+        if self._write_row(contract.CHECKPOINT_PRODUCER_STARTED, details, contract.EVENT_PRODUCER_STARTED):
             self.startup_row_due = False
             log.info("startup row written")
         else:
@@ -161,7 +169,34 @@ class Heartbeat:
         }
         if stats is None:
             details["redis"] = "down"
-        return self._write_row(contract.CHECKPOINT_PRODUCER_ALIVE, details)
+        if not self._write_row(contract.CHECKPOINT_PRODUCER_ALIVE, details):
+            return False
+        self._remember_alive_row(now)
+        return True
+
+    def _remember_alive_row(self, written_at: float) -> None:
+        """The row's time, for a restarted heartbeat to continue the schedule from (`alive_row_delay`)."""
+        ttl_s = max(1, math.ceil(2 * self.settings.alive_row_interval_s))
+        try:
+            with redis_errors("SET the last alive row"):
+                self.client.set(contract.KEY_LAST_ALIVE_ROW, repr(written_at), ex=ttl_s)
+        except TickStockPLError:
+            pass  # Redis is down: a restart then waits a whole interval, never too little
+
+    def alive_row_delay(self) -> float:
+        """Seconds until this process's first PRODUCER_ALIVE row: one interval after the last row any
+        heartbeat wrote (0 when that is past or there is none); a whole interval if Redis cannot say."""
+        interval = self.settings.alive_row_interval_s
+        try:
+            with redis_errors("reading the last alive row"):
+                raw = self.client.get(contract.KEY_LAST_ALIVE_ROW)
+        except TickStockPLError:
+            return interval
+        now = time.time()
+        last, _ = health.parse_heartbeat(health.as_text(raw), now)  # the same repr(time.time()) format
+        if last is None:
+            return 0.0
+        return min(interval, max(0.0, last + interval - now))
 
     def _read_stats(self) -> health.StackStats | None:
         try:
@@ -297,7 +332,7 @@ class Heartbeat:
 
 
 def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool = False) -> int:
-    """The heartbeat loop until `stop` is set; `burst` does every job one time, then exits (tests, cron)."""
+    """The heartbeat loop until `stop` is set; `burst` does every job that is due once, then exits."""
     stop = stop or threading.Event()
     beat = Heartbeat(settings)
     log.info(
@@ -311,8 +346,12 @@ def run(settings: Settings, stop: threading.Event | None = None, *, burst: bool 
         log.warning("heartbeat interval should be <= 20 s and below the TTL (contract §5.1)")
     reason = "stopped on request"
     clean = True
+    first_alive_in = beat.alive_row_delay()
+    if first_alive_in > 0:
+        log.info("first PRODUCER_ALIVE row in %.1f s, one interval after the last one", first_alive_in)
     start = time.monotonic()
-    next_beat = next_alive = next_health = start
+    next_beat = next_health = start
+    next_alive = start + first_alive_in
     try:
         while True:
             now = time.monotonic()
