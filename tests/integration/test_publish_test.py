@@ -163,3 +163,28 @@ def test_function_missing(
 
 def test_bad_arguments_are_one_line(settings: Settings) -> None:
     _assert_one_line_failure(run_cli(settings, "--symbol", "X" * 21), 64, "data.symbol")
+
+
+def test_an_unknown_pattern_is_refused_unless_custom(settings: Settings, redis_client: redis.Redis) -> None:
+    """A typo must not reach the live channel and the audit table (issue 17)."""
+    subscriber = AuditCheckingSubscriber(settings, redis_client)
+    try:
+        typo = run_cli(settings, "--pattern", "Hamer")
+        _assert_one_line_failure(typo, 64, "unknown pattern 'Hamer'; did you mean Hammer?")
+        assert "--custom" in typo.stdout
+        assert (
+            execute(settings.postgres_dsn, ROW_SQL) == []
+            and redis_client.xlen(contract.KEY_REPLAY_STREAM) == 0
+        )
+        custom = run_cli(settings, "--pattern", "Hamer", "--custom", "--symbol", "AAPL")
+        assert custom.returncode == 0, custom.stdout + custom.stderr
+        known = run_cli(settings, "--pattern", "Hammer", "--symbol", "MSFT")
+        assert known.returncode == 0, known.stdout + known.stderr
+        subscriber.wait_for(2)
+    finally:
+        subscriber.close()
+    assert [(event["data"]["pattern"], event["data"]["symbol"]) for event, _ in subscriber.received] == [
+        ("Hamer", "AAPL"),
+        ("Hammer", "MSFT"),
+    ]
+    assert [row[6] for row in execute(settings.postgres_dsn, ROW_SQL)] == ["Hamer", "Hammer"]

@@ -7,12 +7,14 @@ many subscribers heard it. Any failure is one line and a non-zero exit code, nev
 from __future__ import annotations
 
 import argparse
+import difflib
 import random
 
 import redis
 
 from tickstockpl import contract
 from tickstockpl.audit import AuditLog
+from tickstockpl.backtest.signals import known_patterns
 from tickstockpl.commands.common import store_error_exit
 from tickstockpl.errors import (
     AuditConfigError,
@@ -31,7 +33,13 @@ TEST_SYMBOLS = ("AAPL", "GOOGL", "MSFT", "TSLA", "NVDA")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbol", help=f"ticker (default: random of {'/'.join(TEST_SYMBOLS)})")
-    parser.add_argument("--pattern", help="pattern name (default: random of the integration document's four)")
+    parser.add_argument(
+        "--pattern",
+        help="a pattern the detector publishes (default: random of the integration document's four)",
+    )
+    parser.add_argument(
+        "--custom", action="store_true", help="allow a --pattern name the detector does not know (on purpose)"
+    )
     parser.add_argument("--confidence", type=float, help="0-1 (default: random 0.60-0.95)")
     parser.add_argument("--count", type=int, default=1, help="how many events (default 1)")
     parser.add_argument("--seed", type=int, help="random seed, for a repeatable run")
@@ -40,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.count < 1:
         print("publish-test: --count must be at least 1")
+        return RET_USAGE
+    if args.pattern is not None and not args.custom and args.pattern not in known_patterns():
+        print(f"publish-test: {_unknown_pattern(args.pattern)}")
         return RET_USAGE
     rng = random.Random(args.seed)
     try:
@@ -82,6 +93,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not any(counts):
         print(f"warning: nobody is listening on {contract.CHANNEL_PATTERNS} (is TickStockAppV2 running?)")
     return RET_OK
+
+
+def _unknown_pattern(name: str) -> str:
+    """A typo must not reach the live channel and the audit table: say what was meant, or how to insist."""
+    known = sorted(known_patterns())
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    close += [k for k in known if k.lower() == name.lower() and k not in close]
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown pattern {name[:60]!r}; {hint}add --custom to publish a name of your own"
 
 
 def _ping(client: redis.Redis, settings: Settings) -> None:
