@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -188,3 +190,21 @@ def test_an_unknown_pattern_is_refused_unless_custom(settings: Settings, redis_c
         ("Hammer", "MSFT"),
     ]
     assert [row[6] for row in execute(settings.postgres_dsn, ROW_SQL)] == ["Hamer", "Hammer"]
+
+
+def test_the_script_runs_with_the_system_python(settings: Settings, redis_client: redis.Redis) -> None:
+    """`python scripts/test_pattern_event.py` as the integration document says, with the interpreter
+    .venv was built from (no redis, numpy or TA-Lib there): the script re-runs itself under .venv."""
+    system_python = Path(sys.base_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}")
+    result = subprocess.run(
+        [str(system_python), str(ROOT / "scripts" / "test_pattern_event.py"), "--pattern", "Doji"],
+        env={**os.environ, **settings.to_env()},
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "published Doji" in result.stdout and "Traceback" not in result.stderr
+    assert [row[6] for row in execute(settings.postgres_dsn, ROW_SQL)] == ["Doji"]
