@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class ReplayResult:
     bars: int = 0
+    accepted: int = 0  # bars that passed the engine's checks: none means no usable row at all
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pattern, symbol) -> signals
     rejected: Counter[str] = field(default_factory=Counter)
     published: int = 0
@@ -124,6 +125,7 @@ def replay(
         result.published += outbox.enqueue(publish_to, pending)
     progress.finish()
     result.rejected = engine.rejected + source.rejected
+    result.accepted = engine.accepted
     return result
 
 
@@ -190,4 +192,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"published: {result.published:,} events enqueued for the relay; {result.held_back:,} below "
             f"the minimum confidence {minimum:.2f} held back"
         )
+    if not result.accepted:
+        print(f"replay: no usable rows in {', '.join(args.files)}")
+        return RET_USAGE
     return RET_OK

@@ -56,3 +56,25 @@ def test_run_prints_the_summary_and_exit_codes(capsys: pytest.CaptureFixture[str
     assert "nonexistent" in capsys.readouterr().out
     assert replay.run(parse([MINUTE, "--publish", "--min-confidence", "1.5"]), Settings()) == RET_USAGE
     assert "--min-confidence must be within 0-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # empty
+        "timestamp,symbol,open,high,low,close,volume\n",  # a header only
+        "date,ticker,price\n2026-01-02,AAPL,1.0\n",  # other columns: every row misses a field
+        "timestamp,symbol,open,high,low,close,volume\n2026-01-02,AAPL,10,9,11,10,100\n",  # high < low
+    ],
+    ids=["empty", "header-only", "wrong-columns", "every-bar-rejected"],
+)
+def test_a_file_with_no_usable_row_exits_non_zero(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nothing.csv"
+    path.write_text(text)
+    assert replay.run(parse([str(path)]), Settings()) == RET_USAGE
+    assert f"replay: no usable rows in {path}" in capsys.readouterr().out
+    good = tmp_path / "one-good.csv"  # one usable row is enough
+    good.write_text("timestamp,symbol,open,high,low,close,volume\n2026-01-02,AAPL,10,11,9,10,100\n")
+    assert replay.run(parse([str(path), str(good)]), Settings()) == RET_OK
