@@ -122,12 +122,16 @@ def candle_spec(name: str) -> CandleSpec:
 
 
 def candle_confidence(
-    win: Windows, rows: npt.NDArray[np.intp], raw: npt.NDArray[np.int32], vol_score: FloatArray
+    win: Windows,
+    rows: npt.NDArray[np.intp],
+    raw: npt.NDArray[np.int32],
+    vol_score: FloatArray,
+    direction: npt.NDArray[np.int8],
 ) -> FloatArray:
     """0.5 for a pattern TA-Lib reports; +0.1 when TA-Lib says "confirmed" (|output| = 200, Hikkake);
     +0.25 x volume score (0 at average volume of the prior 20 bars, 1 at 3x); +0.15 when the 5-bar move
-    before the bar runs against the signal (a bullish pattern after a decline, i.e. a real reversal)."""
-    direction = np.sign(raw)
+    before the bar runs against the signal (a bullish pattern after a decline, i.e. a real reversal).
+    A neutral pattern (direction 0: the dojis) has no direction to run against, so never gets that."""
     prior_move = win.close[rows, -2] - win.close[rows, -7] if win.width >= 7 else np.zeros(len(rows))
     with np.errstate(invalid="ignore"):
         against = (direction * prior_move) < 0
@@ -169,7 +173,8 @@ def detect_candles(
             if spec.name in NEUTRAL_CANDLES
             else np.sign(values).astype(np.int8)
         )
-        results.append((spec.name, hit_rows, direction, candle_confidence(win, hit_rows, values, vol_score)))
+        confidence = candle_confidence(win, hit_rows, values, vol_score, direction)
+        results.append((spec.name, hit_rows, direction, confidence))
     return results
 
 
