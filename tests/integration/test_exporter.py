@@ -47,6 +47,8 @@ def test_serves_the_stack_state_from_redis(settings: Settings, redis_client: red
             "bars_rejected:high_below_low": 2,
             "something_new": 9,
             "last_pattern_time": repr(time.time() - 5),
+            "started_at": "1758300000.25",
+            "last_bar_time": "1758300090.5",
         },
     )
     redis_client.lpush(contract.KEY_OUTBOX, "a", "b", "c")
@@ -78,6 +80,12 @@ def test_serves_the_stack_state_from_redis(settings: Settings, redis_client: red
         assert sample(registry, "tickstockpl_bars_received_total") == 100.0
         assert sample(registry, "tickstockpl_bars_rejected_total", reason="high_below_low") == 2.0
         assert sample(registry, "tickstockpl_stats_total", field="something_new") == 9.0
+        # Timestamps are gauges of their own, not counters among the other stats (issue 17).
+        assert sample(registry, "tickstockpl_stack_started_timestamp_seconds") == 1758300000.25
+        assert sample(registry, "tickstockpl_last_bar_timestamp_seconds") == 1758300090.5
+        assert sample(registry, "tickstockpl_stack_stopped_timestamp_seconds") is None  # not stopped
+        for field in ("started_at", "last_bar_time", "last_pattern_time"):
+            assert sample(registry, "tickstockpl_stats_total", field=field) is None
         assert sample(registry, "tickstockpl_outbox_depth") == 3.0
         assert sample(registry, "tickstockpl_processing_depth") == 1.0
         assert sample(registry, "tickstockpl_dead_letters") == 2.0

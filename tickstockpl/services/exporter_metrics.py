@@ -110,6 +110,22 @@ STAT_TIMES: Mapping[str, tuple[str, str]] = {
     ),
     contract.STAT_LAST_PUBLISH_TIME: ("last_publish_age_seconds", "Seconds since the relay last published."),
 }
+# Timestamps in the stats hash, served as they are (epoch seconds): they are points in time, not
+# counts, so they never land in tickstockpl_stats_total.
+STAT_TIMESTAMPS: Mapping[str, tuple[str, str]] = {
+    contract.STAT_STARTED_AT: (
+        "stack_started_timestamp_seconds",
+        "When the current stack run began (epoch seconds; set by the heartbeat).",
+    ),
+    contract.STAT_STOPPED_AT: (
+        "stack_stopped_timestamp_seconds",
+        "When the heartbeat last stopped cleanly (epoch seconds).",
+    ),
+    contract.STAT_LAST_BAR_TIME: (
+        "last_bar_timestamp_seconds",
+        "When the detector last accepted a bar (epoch seconds, the wall clock).",
+    ),
+}
 # Lists whose length is the metric.
 DEPTHS: Mapping[str, tuple[str, str]] = {
     contract.KEY_OUTBOX: ("outbox_depth", "Records waiting in the outbox."),
@@ -193,6 +209,10 @@ def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> I
         used.add(field)
         if field in stats:
             yield GaugeMetricFamily(PREFIX + name, help_text, value=max(0.0, now - stats[field]))
+    for field, (name, help_text) in STAT_TIMESTAMPS.items():
+        used.add(field)
+        if field in stats:
+            yield GaugeMetricFamily(PREFIX + name, help_text, value=stats[field])
     other = CounterMetricFamily(
         PREFIX + "stats", "Other counters in the stack's stats hash, by field.", labels=["field"]
     )
