@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from dotenv import dotenv_values
+
 T = TypeVar("T")
 
 
@@ -312,20 +314,16 @@ def _libpq_quote(value: str) -> str:
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:
-    """Parse a dotenv file: KEY=VALUE lines, # comments, optional quotes. Missing file: nothing."""
+    """A dotenv file's KEY=VALUE pairs; a missing file gives nothing.
+
+    python-dotenv reads it as docker compose reads the same `.env` (inline `# comments`, quotes,
+    `export`), without `${VAR}` interpolation: a generated password may hold a `$`.
+    """
     env_path = Path(path)
     if not env_path.is_file():
         return {}
-    values: dict[str, str] = {}
-    for number, line in enumerate(env_path.read_text(encoding="utf-8").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.removeprefix("export ").partition("=")
-        if not sep:
-            raise SettingsError(f"{env_path}:{number}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    values = dotenv_values(env_path, interpolate=False, encoding="utf-8")
+    bare = sorted(key for key, value in values.items() if value is None)
+    if bare:
+        raise SettingsError(f"{env_path}: expected KEY=VALUE for {', '.join(bare)}")
+    return {key: value for key, value in values.items() if value is not None}

@@ -16,7 +16,7 @@ import psycopg2
 import redis
 
 import docker
-from tickstockpl import contract
+from tests.e2e.stackutil import published_rows
 from tickstockpl.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,14 +125,7 @@ class ComposeProject:
 
     def published_rows(self) -> list[tuple[str, int]]:
         """(flow_id, row count) of every PATTERN_PUBLISHED row the producer wrote."""
-        return [
-            (str(flow_id), int(count))
-            for flow_id, count in self.sql(
-                "SELECT flow_id, count(*) FROM integration_events"
-                " WHERE checkpoint = %s AND source_system = %s GROUP BY flow_id",
-                (contract.CHECKPOINT_PATTERN_PUBLISHED, contract.SOURCE_SYSTEM),
-            )
-        ]
+        return published_rows(self.sql)
 
     @property
     def metrics_url(self) -> str:

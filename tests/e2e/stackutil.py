@@ -12,7 +12,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +115,18 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def published_rows(sql: Callable[[str, Any], list[tuple[Any, ...]]]) -> list[tuple[str, int]]:
+    """(flow_id, row count) of every PATTERN_PUBLISHED row the producer wrote, read through `sql`."""
+    return [
+        (str(flow_id), int(count))
+        for flow_id, count in sql(
+            "SELECT flow_id, count(*) FROM integration_events"
+            " WHERE checkpoint = %s AND source_system = %s GROUP BY flow_id",
+            (contract.CHECKPOINT_PATTERN_PUBLISHED, contract.SOURCE_SYSTEM),
+        )
+    ]
+
+
 @dataclass
 class RunningStack:
     """A stack started by a test, and the public surfaces to look at it."""
@@ -196,14 +208,7 @@ class RunningStack:
 
     def published_rows(self) -> list[tuple[str, int]]:
         """(flow_id, row count) of every PATTERN_PUBLISHED row the producer wrote."""
-        return [
-            (str(flow_id), int(count))
-            for flow_id, count in self.sql(
-                "SELECT flow_id, count(*) FROM integration_events"
-                " WHERE checkpoint = %s AND source_system = %s GROUP BY flow_id",
-                (contract.CHECKPOINT_PATTERN_PUBLISHED, contract.SOURCE_SYSTEM),
-            )
-        ]
+        return published_rows(self.sql)
 
     @property
     def metrics_url(self) -> str:

@@ -270,3 +270,21 @@ def test_run_once_drains_the_queue_in_process(
         == redis_client.llen(contract.KEY_BACKTEST_RUNNING)
         == 0
     )
+
+
+def test_a_queued_job_it_would_now_refuse_fails_once_with_the_reason(
+    bars: Settings, redis_client: redis.Redis, listener: Listener
+) -> None:
+    """A job in the queue is parsed once when it is run: one an older version accepted, and this one
+    refuses, gets one `failed` result naming why; the job after it still runs."""
+    from tickstockpl.services.backtester import run
+
+    refused = consumer_job(job_id(60), **{**BARRIER, "start_date": "2012-12-31", "end_date": "2012-01-01"})
+    after = consumer_job(job_id(61), **BARRIER)
+    redis_client.lpush(contract.KEY_BACKTEST_QUEUE, json.dumps(refused), json.dumps(after))
+    assert run(bars, burst=True) == 0
+    redis_client.publish(contract.CHANNEL_BACKTEST_RESULTS, json.dumps({"job_id": "sentinel"}))
+    listener.wait_result("sentinel")
+    [failed] = listener.results(refused["job_id"])
+    assert failed["status"] == "failed" and "end_date" in failed["error"]
+    assert [r["status"] for r in listener.results(after["job_id"])] == ["completed"]

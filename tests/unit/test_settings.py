@@ -29,6 +29,22 @@ def test_environment_wins_over_env_file(tmp_path: Path) -> None:
     assert settings.postgres_db == "envdb"
 
 
+def test_env_file_reads_as_compose_does(tmp_path: Path) -> None:
+    """Inline comments go, quotes go, a `$` in a password stays (no interpolation)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("REDIS_PORT=6391 # the stack's own\nPOSTGRES_PASSWORD='pa$$word # not a comment'\n")
+    settings = Settings.from_env({}, env_file=env_file)
+    assert settings.redis_port == 6391
+    assert settings.postgres_password == "pa$$word # not a comment"
+
+
+def test_env_file_line_without_a_value_is_named(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("REDIS_PORT=6391\nPOSTGRES_PASSWORD\n")
+    with pytest.raises(SettingsError, match="POSTGRES_PASSWORD"):
+        Settings.from_env({}, env_file=env_file)
+
+
 def test_repr_masks_secrets() -> None:
     settings = Settings.from_env(
         {"POSTGRES_PASSWORD": "hunter2", "REDIS_PASSWORD": "s3cret", "MASSIVE_API_KEY": "k3y"}, env_file=None

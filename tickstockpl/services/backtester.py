@@ -25,7 +25,7 @@ import redis
 
 from tickstockpl import contract, inbound
 from tickstockpl.backoff import Backoff
-from tickstockpl.backtest import Cancelled, JobError, job_id_of, parse_job, run_job
+from tickstockpl.backtest import Cancelled, Job, JobError, job_id_of, parse_job, run_job
 from tickstockpl.backtest.queue import JobQueue
 from tickstockpl.backtest.store import PostgresHistory
 from tickstockpl.contract import ContractError
@@ -203,7 +203,14 @@ class Backtester:
         raw = self.queue.claim()
         if raw is None:
             return False
-        job_id = job_id_of(raw)
+        # Parsed once here: the queue holds the raw message (a restart loses no job), which an
+        # older version may have queued before it checked what it checks now.
+        job: Job | JobError
+        try:
+            job = parse_job(raw)
+            job_id: str | None = job.job_id
+        except JobError as exc:
+            job, job_id = exc, job_id_of(raw)
         if job_id is None:  # queued by an older version that did not check job_ids
             log.error("a queued job has no usable job_id; moved aside: %s", escape(raw))
             self.queue.bury(raw, "", "no usable job_id")
@@ -216,15 +223,18 @@ class Backtester:
             self.queue.bury(raw, job_id, reason, result)
         elif self.queue.is_cancelled(job_id):
             self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw)
+        elif isinstance(job, JobError):
+            self.finish(job_id, contract.BACKTEST_FAILED, error=str(job), raw=raw)
         else:
-            self._run(job_id, raw)
+            self._run(job, raw)
         return True
 
-    def _run(self, job_id: str, raw: bytes) -> None:
+    def _run(self, job: Job, raw: bytes) -> None:
+        job_id = job.job_id
         self.current, self.cancel_current = job_id, False
         progress = _Progress(self, job_id)
         try:
-            outcome = run_job(parse_job(raw), self.history, progress, self.keep_going)
+            outcome = run_job(job, self.history, progress, self.keep_going)
         except Cancelled:
             if self.cancel_current:
                 self.finish(job_id, contract.BACKTEST_CANCELLED, raw=raw, progressed=True)
