@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from tickstockpl.bars import Bar
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.sources import session_clock
 from tickstockpl.sources.pacing import Pacer
 
 BASE_SIGMA = 0.003  # per-bar volatility at rest
@@ -28,10 +30,18 @@ ALPHA, BETA = 0.08, 0.88  # GARCH weights: persistence ALPHA + BETA < 1
 class SyntheticMarket:
     """The generator itself, stepped one boundary at a time (no clock, no I/O)."""
 
-    def __init__(self, symbols: Sequence[str], seed: int = 42, bar_seconds: int = 60, start: int = 0) -> None:
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        seed: int = 42,
+        bar_seconds: int = 60,
+        start: int = 0,
+        sessions: SessionCalendar | None = None,
+    ) -> None:
         self.symbols = list(symbols)
         self.bar_seconds = bar_seconds
-        self.next_start = start
+        self.sessions = sessions  # lay the bars on this calendar's session minutes (nights skipped)
+        self.next_start = start if sessions is None else sessions.next_session_time(start)
         n = len(self.symbols)
         self._rng = np.random.default_rng(seed)
         rng = self._rng
@@ -87,6 +97,8 @@ class SyntheticMarket:
         self._close = close
         start = self.next_start
         self.next_start += self.bar_seconds
+        if self.sessions is not None:
+            self.next_start = self.sessions.next_session_time(self.next_start)
         return [
             Bar(sym, self.bar_seconds, start, o, h, lo, c, v)
             for sym, o, h, lo, c, v in zip(
@@ -129,7 +141,11 @@ class SyntheticMarket:
 
 
 class SyntheticSource:
-    """SyntheticMarket on a clock: one batch per boundary, at `speed` x real time (0 = flat out)."""
+    """SyntheticMarket on a clock: one batch per boundary, at `speed` x real time (0 = flat out).
+
+    With `sessions` the bars lie on the calendar's session minutes (session_clock.py says where they
+    start), paced by bars, not by time: a night takes no time. `history` sessions before the start
+    are offered to the detector as `history()` (learned from, never published)."""
 
     def __init__(
         self,
@@ -139,20 +155,37 @@ class SyntheticSource:
         speed: float = 1.0,
         start: int | None = None,
         limit: int | None = None,
+        sessions: SessionCalendar | None = None,
+        history: int = 0,
     ) -> None:
+        if start is None and sessions is not None:
+            start = session_clock.live_start(sessions, int(time.time()))
         if start is None:  # align to the wall clock so bars look live
             start = int(time.time()) // bar_seconds * bar_seconds
-        self.market = SyntheticMarket(symbols, seed=seed, bar_seconds=bar_seconds, start=start)
+        first = start
+        if sessions is not None and history > 0:
+            first = session_clock.history_start(sessions, start, history)
+        self.market = SyntheticMarket(
+            symbols, seed=seed, bar_seconds=bar_seconds, start=first, sessions=sessions
+        )
+        self.live_from = start if sessions is None else sessions.next_session_time(start)
         self.speed = speed
         self.limit = limit
         self.rejected: Counter[str] = Counter()
 
+    def history(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        """The bars before the live part (none without `history`), flat out."""
+        while self.market.next_start < self.live_from and not stop.is_set():
+            yield self.market.step()
+
     def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        for _ in self.history(stop):  # history nobody asked for is skipped, never sent as live
+            pass
         pacer = Pacer(self.speed)
-        pacer.wait_until(self.market.next_start, stop)  # the clock starts at the first bar's open
+        pacer.wait_until(0, stop)  # the clock starts at the first bar's open
         produced = 0
         while self.limit is None or produced < self.limit:
-            if not pacer.wait_until(self.market.next_start + self.market.bar_seconds, stop):
+            if not pacer.wait_until((produced + 1) * self.market.bar_seconds, stop):
                 return
             yield self.market.step()
             produced += 1
