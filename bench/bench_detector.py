@@ -8,6 +8,9 @@
    bars. Apples to apples: `detector_bars_per_s` runs exactly the baseline's patterns (the default
    candlesticks) and the signals of the two are compared in the run and must be identical; the whole
    default set (+ the four named patterns) and all 61 candlesticks are printed for information.
+   The timeframes (TICKSTOCKPL_TIMEFRAMES, default 5m, 15m, 1h, 1d, with the default combos) are
+   timed on a market laid on XNYS session minutes whose timed boundaries end at a session's close
+   (so every timeframe closes in them), against the whole default set on the same bars.
 2. In a fresh child process: 10,000 symbols warmed up, then one boundary end to end (median of
    several): bars in -> signals -> contract events for every signal (no minimum confidence: the most
    events), which is `boundary_10k_symbols_ms`; the default published stream is shown next to it.
@@ -29,6 +32,8 @@ from bench.common import print_table, record
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import ALL_CANDLES, EventBuilder, PatternSet, StreamingEngine, publishable
 from tickstockpl.patterns.candles import FUNCTION_FOR, NEUTRAL_CANDLES
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.patterns.timeframes import engine_for
 from tickstockpl.settings import Settings
 from tickstockpl.sources.synthetic import SyntheticMarket
 
@@ -37,6 +42,7 @@ WARMUP = 40  # boundaries before timing (every pattern's warm-up is below this)
 BOUNDARIES = 60
 BIG = 10_000
 BIG_TIMED = 7
+ROUNDS = 3  # timeframes: alternated runs of each engine
 
 
 def make_market(symbols: int, boundaries: int) -> list[list[Bar]]:
@@ -54,6 +60,38 @@ def time_engine(pset: PatternSet, data: list[list[Bar]]) -> tuple[float, set[tup
         for s in engine.process(boundary):
             found.add((s.symbol, s.start, s.pattern, s.direction))
     return time.perf_counter() - started, found
+
+
+def time_timeframes() -> tuple[float, float, int]:
+    """(whole default set, the same with the default timeframes and combos) in seconds over the timed
+    boundaries of a session-laid market ending at a close (best of ROUNDS), and the higher-timeframe
+    signals."""
+    calendar = SessionCalendar()
+    close = int(calendar.closes[-300])  # a session well inside the calendar
+    market = SyntheticMarket(
+        [f"S{i:05d}" for i in range(SYMBOLS)],
+        seed=11,
+        start=close - 60 * (WARMUP + BOUNDARIES),
+        sessions=calendar,
+    )
+    data = [market.step() for _ in range(WARMUP + BOUNDARIES)]
+    settings = Settings()
+    best = [float("inf"), float("inf")]
+    extra = 0
+    for _ in range(ROUNDS):  # alternated, best of each: a shared machine's load shifts between runs
+        for kind in range(2):
+            engine = (
+                engine_for(settings.timeframes, settings.combo_timeframes, calendar)
+                if kind
+                else StreamingEngine()
+            )
+            for boundary in data[:WARMUP]:
+                engine.process(boundary)
+            started = time.perf_counter()
+            found = [s for boundary in data[WARMUP:] for s in engine.process(boundary)]
+            best[kind] = min(best[kind], time.perf_counter() - started)
+            extra = sum(1 for s in found if s.timeframe != 60)
+    return best[0], best[1], extra
 
 
 def time_talib_stream(
@@ -143,6 +181,7 @@ def main() -> None:
     every_s, every_found = time_engine(every, data)
     every_talib_s, every_talib_found = time_talib_stream(every, data)
     identical = candle_found == talib_found and every_found == every_talib_found
+    plain_s, frames_s, frame_signals = time_timeframes()
     rows = [
         ["talib.stream handles (baseline)", len(candles_only.candles), bars / talib_s, 1.0, len(talib_found)],
         [
@@ -153,6 +192,20 @@ def main() -> None:
             len(candle_found),
         ],
         ["detector, whole default set (+4 named)", len(full.names), bars / full_s, talib_s / full_s, "-"],
+        [
+            "default set, session-laid bars (ends at a close)",
+            len(full.names),
+            bars / plain_s,
+            talib_s / plain_s,
+            "-",
+        ],
+        [
+            "  + timeframes 5m,15m,1h,1d and combos",
+            len(full.names),
+            bars / frames_s,
+            talib_s / frames_s,
+            f"+{frame_signals:,}",
+        ],
         ["talib.stream, all 61 candlesticks", 61, bars / every_talib_s, 1.0, len(every_talib_found)],
         ["detector, all 61 candlesticks", 61, bars / every_s, every_talib_s / every_s, len(every_found)],
     ]
@@ -164,6 +217,7 @@ def main() -> None:
     print(
         f"signals identical to talib.stream (same bars, pattern, direction): {'yes' if identical else 'NO'}"
     )
+    print(f"the timeframes cost: {frames_s / plain_s:.3f}x the time of the feed's own timeframe alone")
     child = subprocess.run(
         [sys.executable, "-m", "bench.bench_detector", "--child-big"],
         capture_output=True,
@@ -195,6 +249,8 @@ def main() -> None:
             "talib_stream_bars_per_s": bars / talib_s,
             "boundary_10k_symbols_ms": big["total_ms"],
             "detector_rss_mb_10k": big["rss_mb"],
+            "detector_timeframes_bars_per_s": bars / frames_s,
+            "detector_timeframes_cost_ratio": frames_s / plain_s,
         }
     )
 

@@ -8,6 +8,7 @@ because the engine validates a whole bar boundary (thousands of symbols) in one 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -70,6 +71,17 @@ def timeframe_label(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def parse_timeframe(text: str) -> int:
+    """'5m' -> 300, '1h' -> 3600, '1d' -> 86400 (the trading day); ValueError for anything else."""
+    match = re.fullmatch(r"\s*(\d{1,4})\s*([mhd])\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a timeframe like 5m, 15m, 1h or 1d")
+    seconds = int(match[1]) * {"m": 60, "h": 3600, "d": DAY_SECONDS}[match[2]]
+    if not 60 <= seconds <= DAY_SECONDS or (match[2] == "d" and seconds != DAY_SECONDS):
+        raise ValueError(f"{text!r}: timeframes run from 1m to 1d (the trading day)")
+    return seconds
 
 
 def tier_for(seconds: int) -> str:

@@ -23,6 +23,8 @@ from tickstockpl import outbox
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.patterns.timeframes import engine_for
 from tickstockpl.settings import Settings
 from tickstockpl.sources.csv_replay import CsvReplaySource
 from tickstockpl.stores import redis_client
@@ -98,12 +100,19 @@ def replay(
     min_confidence: float = 0.0,
     out: TextIO = sys.stdout,
     stop: threading.Event | None = None,
+    settings: Settings | None = None,
 ) -> ReplayResult:
     """Run the files through a fresh engine; with `publish_to` (a Redis client) enqueue the events of
-    the signals whose confidence is at least `min_confidence` (`counts` has every signal)."""
+    the signals whose confidence is at least `min_confidence` (`counts` has every signal). With
+    `settings`, its timeframes and combos are judged too, as the detector does; without, the files' own."""
     source = CsvReplaySource(files, speed=speed, timeframe=timeframe)
-    engine = StreamingEngine()
-    builder = EventBuilder()
+    calendar = SessionCalendar(settings.session_calendar if settings else "XNYS")
+    engine = (
+        engine_for(settings.timeframes, settings.combo_timeframes, calendar)
+        if settings
+        else StreamingEngine()
+    )
+    builder = EventBuilder(calendar)
     result = ReplayResult()
     progress = Progress(len(source.bars), out)
     pending: list[dict[str, Any]] = []
@@ -170,6 +179,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             timeframe=args.timeframe,
             publish_to=client,
             min_confidence=minimum,
+            settings=settings,
         )
     except (OSError, ValueError) as exc:
         print(f"replay: {exc}")

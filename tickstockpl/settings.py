@@ -93,6 +93,23 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse_choice
 
 
+def _timeframes(text: str) -> tuple[str, ...]:
+    """Timeframe labels (5m, 15m, 1h, 1d), checked, in order of length; `none` for none."""
+    from tickstockpl.bars import parse_timeframe, timeframe_label
+
+    if text.strip().lower() == "none":
+        return ()
+    seconds = sorted({parse_timeframe(label) for label in _parse_list(text)})
+    return tuple(timeframe_label(length) for length in seconds)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
 
@@ -149,6 +166,19 @@ class Settings:
     csv_files: tuple[str, ...] = _setting("TICKSTOCKPL_CSV_FILES", (), _parse_list)
     massive_api_key: str = _setting("MASSIVE_API_KEY", "", secret=True)
     massive_ws_url: str = _setting("MASSIVE_WS_URL", "wss://socket.massive.com/stocks")
+    # Timeframes aggregated from the feed and judged too (docs/patterns.md, "Timeframes"); `none`: the
+    # feed's own only. Combos: a pattern seen on two of these (the feed's own may be named) at once.
+    timeframes: tuple[str, ...] = _setting("TICKSTOCKPL_TIMEFRAMES", ("5m", "15m", "1h", "1d"), _timeframes)
+    combo_timeframes: tuple[str, ...] = _setting(
+        "TICKSTOCKPL_COMBO_TIMEFRAMES", ("15m", "1h", "1d"), _timeframes
+    )
+    session_calendar: str = _setting("TICKSTOCKPL_SESSION_CALENDAR", "XNYS")  # an exchange_calendars name
+    # The synthetic market on the calendar's sessions (in the past, with history to learn from), or
+    # every minute around the clock from now.
+    synthetic_clock: str = _setting(
+        "TICKSTOCKPL_SYNTHETIC_CLOCK", "sessions", _choice("sessions", "continuous")
+    )
+    synthetic_history: int = _setting("TICKSTOCKPL_SYNTHETIC_HISTORY", 35, _non_negative_int)
     # Signals below this confidence are detected and counted but not published (docs/patterns.md).
     min_confidence: float = _setting("TICKSTOCKPL_MIN_CONFIDENCE", 0.7, _fraction)
     # Exporter and backtester.

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +156,7 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
         "TICKSTOCKPL_SPEED": "0",
         "TICKSTOCKPL_SYMBOLS": "AAA,BBB",
         "TICKSTOCKPL_MIN_CONFIDENCE": "0",  # every signal published: the outbox fills from the start
+        "TICKSTOCKPL_SYNTHETIC_HISTORY": "0",  # no history to learn from first: events at once
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tickstockpl.services.detector"],
@@ -174,6 +176,27 @@ def test_sigterm_finishes_the_step_and_exits_zero(settings: Settings, redis_clie
     assert "stopping on request" in out
     received = int(redis_client.hget(contract.KEY_STATS, "bars_received") or 0)
     assert received > 0 and received % 2 == 0  # whole boundaries only: the step in flight finished
+
+
+def test_the_default_synthetic_feed_publishes_intraday_and_daily_tiers_within_ten_minutes(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """`make up`'s defaults (session clock, history, timeframes), flat out instead of 60x: within the
+    first 600 boundaries, 10 minutes at the default speed, both tiers reach the outbox; no bar is
+    stamped after the wall clock and every event expires after its timestamp."""
+    defaults = Settings()
+    assert (defaults.source, defaults.synthetic_clock, defaults.speed) == ("synthetic", "sessions", 60.0)
+    flat_out = settings.replace(speed=0.0)
+    boundaries = 600
+    code = detector.run(flat_out, threading.Event(), max_bars=boundaries * len(defaults.symbols))
+    assert code == 0
+    events = [e["data"] for e in outbox(redis_client)]
+    tiers = Counter(e["tier"] for e in events)
+    assert tiers["intraday"] > 100 and tiers["daily"] >= 1, tiers
+    assert all(e["expires_at"] > e["timestamp"] <= time.time() for e in events)
+    assert int(redis_client.hget(contract.KEY_STATS, "bars_received") or 0) == boundaries * len(
+        defaults.symbols
+    )
 
 
 def test_a_missing_csv_file_is_a_configuration_error(settings: Settings, tmp_path: Path) -> None:

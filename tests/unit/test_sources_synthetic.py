@@ -7,9 +7,16 @@ import time
 from collections import Counter
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from tests.unit.test_bars import check_bar
-from tickstockpl.patterns import PatternSet, history_signals
+from tickstockpl.bars import DAY_SECONDS
+from tickstockpl.patterns import EventBuilder, PatternSet, history_signals, publishable
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.patterns.timeframes import TimeframeEngine, engine_for
+from tickstockpl.settings import Settings
+from tickstockpl.sources import session_clock
 from tickstockpl.sources.pacing import Pacer
 from tickstockpl.sources.synthetic import DEFAULT_LOOKBACK_S, SyntheticMarket, SyntheticSource
 
@@ -63,9 +70,9 @@ def test_no_bar_is_stamped_after_the_wall_clock_even_when_accelerated() -> None:
     assert batches[-1][1][0] > before  # it went on past the catch-up, now at real time
 
 
-def test_the_default_session_starts_a_week_back_and_catches_up_at_60x() -> None:
+def test_the_continuous_clock_starts_a_week_back_and_catches_up_at_60x() -> None:
     before = time.time()
-    source = SyntheticSource(["A"], speed=60, limit=2)  # what `make up` runs (bar 60 s, 60x)
+    source = SyntheticSource(["A"], speed=60, limit=2)  # TICKSTOCKPL_SYNTHETIC_CLOCK=continuous, 60x
     assert before - DEFAULT_LOOKBACK_S - 60 <= source.market.next_start <= before - DEFAULT_LOOKBACK_S
     for at, closes in produced(source):
         assert max(closes) <= at
@@ -93,3 +100,48 @@ def test_pacer_runs_at_speed_until_it_meets_the_wall_clock_then_at_real_time() -
         assert data_time <= wall[0]
     assert waits == [6.0, 6.0, 6.0, 42.0, 60.0]  # 60 s of data in 6 s, until the clock is reached
     assert Pacer(0.0, wall_clock=lambda: wall[0]).wait_until(1200.0, stop) and waits[-1] == 80.0
+
+
+CALENDAR = SessionCalendar()
+
+
+def test_on_the_session_clock_bars_lie_on_session_minutes_and_history_comes_first() -> None:
+    live = session_clock.live_start(CALENDAR, int(time.time()))
+    assert live < time.time() - 200 * DAY_SECONDS  # about a year back: never ahead of the wall clock
+    source = SyntheticSource(["A", "B"], speed=0, limit=500, sessions=CALENDAR, history=2, start=live)
+    history = list(source.history(threading.Event()))
+    live_bars = list(source.batches(threading.Event()))
+    starts = np.array([b[0].start for b in history + live_bars], np.int64)
+    assert (CALENDAR.session_index(starts) >= 0).all()  # no bar at night, on a weekend or a holiday
+    assert len(history) == 2 * 390 + 360 and starts[len(history)] == live == source.live_from
+    live_session = int(CALENDAR.session_index(np.array([live]))[0])
+    assert starts[0] == CALENDAR.opens[live_session - 2]  # history: the two sessions before, from the open
+    gaps = np.diff(starts)
+    assert set(gaps[gaps != 60]) <= {
+        int(o - c) + 60 for o, c in zip(CALENDAR.opens[1:], CALENDAR.closes[:-1], strict=False)
+    }
+    unread = SyntheticSource(["A", "B"], speed=0, limit=3, sessions=CALENDAR, history=2, start=live)
+    assert [b[0].start for b in unread.batches(threading.Event())] == [live, live + 60, live + 120]
+
+
+@pytest.mark.parametrize("session", ["2025-11-28"])  # an early close (the detector's test: the default day)
+def test_the_default_synthetic_feed_publishes_intraday_and_daily_within_ten_minutes(session: str) -> None:
+    """600 live bars are 10 minutes at the default speed (60x): both tiers are published by then."""
+    settings = Settings()
+    day = int(np.searchsorted(CALENDAR.opens, pd.Timestamp(session, tz="UTC").timestamp()))
+    live = session_clock.live_start(CALENDAR, int(CALENDAR.closes[day]), sessions_back=0)
+    source = SyntheticSource(
+        settings.symbols, seed=settings.synthetic_seed, speed=0, limit=600, sessions=CALENDAR,
+        history=settings.synthetic_history, start=live,
+    )  # fmt: skip
+    engine = engine_for(settings.timeframes, settings.combo_timeframes, CALENDAR)
+    assert isinstance(engine, TimeframeEngine)
+    engine.warm(source.history(threading.Event()))
+    builder = EventBuilder(CALENDAR)
+    first: dict[str, int] = {}
+    for index, batch in enumerate(source.batches(threading.Event())):
+        for event in builder.build(publishable(engine.process(batch), settings.min_confidence)):
+            first.setdefault(event["data"]["tier"], index)
+            assert event["data"]["timestamp"] <= batch[0].close_time < event["data"]["expires_at"]
+    assert {"intraday", "daily"} <= set(first), first
+    assert first["daily"] < 390  # the first or second session close

@@ -123,12 +123,14 @@ def build_pattern_event(
     current_price: float | None = None,
     volume: float | None = None,
     detected_at: float | None = None,
+    expires_at: float | None = None,
     extra: Mapping[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """Build the exact envelope the consumer parses (single nesting, `pattern`, UUID4 flow_id).
 
-    `detected_at` becomes `data.timestamp` (the bar close, epoch seconds); `tier` is sent as both
+    `detected_at` becomes `data.timestamp` (the bar close, epoch seconds), `expires_at` `data.expires_at`
+    (the consumer's cache expiry, later than the timestamp); `tier` is sent as both
     `tier` and `source`, since browsers read one and the consumer's cache the other.
     Raises ContractError naming the field when any input is out of contract.
     """
@@ -143,6 +145,7 @@ def build_pattern_event(
         "current_price": current_price,
         "volume": volume,
         "timestamp": detected_at,
+        "expires_at": expires_at,
     }
     for key, value in optional.items():
         if value is not None:

@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -19,6 +19,11 @@ from tickstockpl.bars import (
     tier_for,
     timeframe_label,
 )
+
+if TYPE_CHECKING:
+    from tickstockpl.patterns.sessions import SessionCalendar
+
+COMBO = "combo"  # the tier of a pattern confirmed on two timeframes
 
 
 class Signal(NamedTuple):
@@ -33,6 +38,7 @@ class Signal(NamedTuple):
     close: float
     prev_close: float
     volume: float
+    confirmed_by: int = 0  # a combo (tier combo): the lower timeframe that confirmed it (combos.py)
 
     @property
     def close_time(self) -> int:
@@ -44,9 +50,21 @@ class Signal(NamedTuple):
         return (self.close / self.prev_close - 1.0) * 100.0 if self.prev_close > 0 else 0.0
 
 
-def signal_to_event(signal: Signal, now: float | None = None) -> dict[str, Any]:
-    """The contract envelope for a signal (contract.build_pattern_event does every check)."""
-    tier = tier_for(signal.timeframe)
+def signal_to_event(
+    signal: Signal, now: float | None = None, times: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """The contract envelope for a signal (contract.build_pattern_event does every check). `times` is
+    the bar's (close, expiry) from the session calendar (`EventBuilder`); without it, the bar closes
+    `timeframe` after its start and expires one bar later."""
+    close, expires = times or (signal.close_time, signal.close_time + signal.timeframe)
+    tier = COMBO if signal.confirmed_by else tier_for(signal.timeframe)
+    extra: dict[str, Any] = {
+        "direction": signal.direction,
+        "timeframe": timeframe_label(signal.timeframe),
+        "bar_start": signal.start,
+    }
+    if signal.confirmed_by:
+        extra["confirmed_by"] = timeframe_label(signal.confirmed_by)
     return contract.build_pattern_event(
         symbol=signal.symbol,
         pattern=signal.pattern,
@@ -55,12 +73,9 @@ def signal_to_event(signal: Signal, now: float | None = None) -> dict[str, Any]:
         price_change=round(signal.price_change, 4),
         current_price=signal.close,
         volume=signal.volume,
-        detected_at=float(signal.close_time),
-        extra={
-            "direction": signal.direction,
-            "timeframe": timeframe_label(signal.timeframe),
-            "bar_start": signal.start,
-        },
+        detected_at=float(close),
+        expires_at=float(expires),
+        extra=extra,
         now=now,
     )
 
@@ -87,10 +102,26 @@ class EventBuilder:
 
     MAX_TRUSTED = 100_000  # a feed of ever-new symbols must not grow the caches without bound
 
-    def __init__(self) -> None:
+    def __init__(self, calendar: SessionCalendar | None = None) -> None:
         self._symbols: set[str] = set()
         self._names: set[tuple[str, str, int]] = set()  # (pattern, direction, timeframe)
         self._frames: dict[int, tuple[str, str]] = {}  # timeframe -> (tier, label)
+        # With a calendar, bars close and expire by its sessions (docs/patterns.md, "expires_at").
+        self.calendar = calendar
+        self._times: dict[tuple[int, int], tuple[int, int]] = {}  # (timeframe, start) -> (close, expiry)
+
+    def times(self, timeframe: int, start: int) -> tuple[int, int]:
+        """(close, expiry) of a bar: cached, since a boundary's signals share their bar start."""
+        found = self._times.get((timeframe, start))
+        if found is None:
+            if len(self._times) >= 4096:
+                self._times.clear()
+            if self.calendar is None:
+                found = (start + timeframe, start + 2 * timeframe)
+            else:
+                found = self.calendar.bar_times(timeframe, start)
+            self._times[(timeframe, start)] = found
+        return found
 
     def build(self, signals: Sequence[Signal], now: float | None = None) -> list[dict[str, Any]]:
         """Contract events for `signals`, in order (envelope timestamp `now`, default: the time now).
@@ -108,7 +139,7 @@ class EventBuilder:
         return events
 
     def _direct(self, s: Signal, flow_id: str, stamp: float) -> dict[str, Any] | None:
-        symbol, timeframe, start, pattern, direction, confidence, close, _, volume = s
+        symbol, timeframe, start, pattern, direction, confidence, close, _, volume, confirmed_by = s
         if (
             symbol not in self._symbols
             or (pattern, direction, timeframe) not in self._names
@@ -118,13 +149,20 @@ class EventBuilder:
             or type(start) is not int
             or not 0.0 <= confidence <= 1.0
             or not math.isfinite(close + volume)  # a sum of finite floats may overflow: then go slow
+            or type(confirmed_by) is not int
+            or confirmed_by < 0
         ):
             return None
         change = round(s.price_change, 4)
         if not math.isfinite(change):
             return None
         tier, label = self._frames[timeframe]
-        return {
+        ends, expires = self.times(timeframe, start)
+        if confirmed_by:
+            if confirmed_by not in self._frames:
+                return None
+            tier = COMBO
+        event: dict[str, Any] = {
             "event_type": contract.EVENT_PATTERN_DETECTED,
             "source": contract.SOURCE_SYSTEM,
             "timestamp": stamp,
@@ -136,7 +174,8 @@ class EventBuilder:
                 "price_change": change,
                 "current_price": close,
                 "volume": volume,
-                "timestamp": float(start + timeframe),
+                "timestamp": float(ends),
+                "expires_at": float(expires),
                 "tier": tier,
                 "source": tier,
                 "direction": direction,
@@ -144,17 +183,21 @@ class EventBuilder:
                 "bar_start": start,
             },
         }
+        if confirmed_by:
+            event["data"]["confirmed_by"] = self._frames[confirmed_by][1]
+        return event
 
     def _reference(self, s: Signal, stamp: float) -> dict[str, Any]:
         """Build with full validation; remember what it accepted so the next such signal goes direct."""
-        event = signal_to_event(s, now=stamp)
+        times = self.times(s.timeframe, s.start) if type(s.timeframe) is type(s.start) is int else None
+        event = signal_to_event(s, now=stamp, times=times)
         if len(self._symbols) >= self.MAX_TRUSTED or len(self._names) >= self.MAX_TRUSTED:
             self._symbols.clear()
             self._names.clear()
         if type(s.symbol) is str and type(s.timeframe) is int:
             self._symbols.add(s.symbol)
             self._names.add((s.pattern, s.direction, s.timeframe))
-            self._frames[s.timeframe] = (event["data"]["tier"], event["data"]["timeframe"])
+            self._frames[s.timeframe] = (tier_for(s.timeframe), event["data"]["timeframe"])
         return event
 
 

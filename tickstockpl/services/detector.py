@@ -31,6 +31,8 @@ from tickstockpl.errors import RedisConfigError, RedisUnavailable, TickStockPLEr
 from tickstockpl.exitcodes import RET_CONFIG, RET_OK
 from tickstockpl.lifecycle import install_stop_handlers, service_main
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.patterns.timeframes import TimeframeEngine, engine_for
 from tickstockpl.settings import Settings
 from tickstockpl.sources import BarSource, build_source
 from tickstockpl.stores import check_access, redis_client
@@ -180,13 +182,14 @@ class Detector:
         *,
         source: BarSource | None = None,
         client: redis.Redis | None = None,
-        engine: StreamingEngine | None = None,
+        engine: StreamingEngine | TimeframeEngine | None = None,
         buffer_max: int = BUFFER_MAX,
     ) -> None:
         self.settings = settings
         self.source = source or build_source(settings)
-        self.engine = engine or StreamingEngine()
-        self.events = EventBuilder()
+        calendar = SessionCalendar(settings.session_calendar)  # timeframes, and every event's expires_at
+        self.engine = engine or engine_for(settings.timeframes, settings.combo_timeframes, calendar)
+        self.events = EventBuilder(calendar)
         self.min_confidence = settings.min_confidence
         self.buffer = EventBuffer(client or redis_client(settings), buffer_max)
         self.bars = 0
@@ -224,6 +227,15 @@ class Detector:
         self.signals += len(signals)
         return len(signals)
 
+    def _warm(self, stop: threading.Event) -> None:
+        """Let the engine learn from the source's history, if both have one (nothing is published)."""
+        history, warm = getattr(self.source, "history", None), getattr(self.engine, "warm", None)
+        if history is not None and warm is not None:
+            started = time.monotonic()
+            bars = warm(history(stop))
+            if bars:
+                log.info("learned from %d bars of history in %.1f s", bars, time.monotonic() - started)
+
     def run(
         self,
         stop: threading.Event,
@@ -236,6 +248,7 @@ class Detector:
         self.buffer.start()
         reason = "the source has no more bars"
         try:
+            self._warm(stop)
             for batch in self.source.batches(stop):
                 self.step(batch)
                 if burst:
@@ -320,6 +333,12 @@ def _run(
         dict(detector.engine.rejected + detector.source.rejected),
         time.monotonic() - started,
     )
+    if isinstance(detector.engine, TimeframeEngine):
+        periods = detector.engine.aggregator
+        log.info(
+            "timeframes: %d periods not judged, partly before the feed began or still open at its end",
+            periods.partial + periods.open_periods,
+        )
     return RET_OK
 
 

@@ -28,6 +28,10 @@ class BarSource(Protocol):
         ...
 
 
+# A source may also offer `history(stop) -> Iterator[list[Bar]]`: bars from before its live feed,
+# which the detector's engine learns from (`TimeframeEngine.warm`) and never publishes.
+
+
 def build_source(settings: Settings) -> BarSource:
     """The source the settings name (TICKSTOCKPL_SOURCE)."""
     if settings.source == "csv":
@@ -42,12 +46,16 @@ def build_source(settings: Settings) -> BarSource:
         from tickstockpl.sources.massive import MassiveSource
 
         return MassiveSource(settings)
+    from tickstockpl.patterns.sessions import SessionCalendar
     from tickstockpl.sources.synthetic import SyntheticSource
 
+    on_sessions = settings.synthetic_clock == "sessions"
     return SyntheticSource(
         settings.symbols,
         seed=settings.synthetic_seed,
         bar_seconds=settings.bar_seconds,
         speed=settings.speed,
         lookback_s=settings.synthetic_lookback_s,
+        sessions=SessionCalendar(settings.session_calendar) if on_sessions else None,
+        history=settings.synthetic_history,
     )

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from tickstockpl.bars import Bar
+from tickstockpl.patterns.sessions import SessionCalendar
+from tickstockpl.sources import session_clock
 from tickstockpl.sources.pacing import Pacer
 
 DEFAULT_LOOKBACK_S = 7 * 86_400  # how far back an accelerated session starts (TICKSTOCKPL_SYNTHETIC_LOOKBACK)
@@ -36,10 +38,18 @@ ALPHA, BETA = 0.08, 0.88  # GARCH weights: persistence ALPHA + BETA < 1
 class SyntheticMarket:
     """The generator itself, stepped one boundary at a time (no clock, no I/O)."""
 
-    def __init__(self, symbols: Sequence[str], seed: int = 42, bar_seconds: int = 60, start: int = 0) -> None:
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        seed: int = 42,
+        bar_seconds: int = 60,
+        start: int = 0,
+        sessions: SessionCalendar | None = None,
+    ) -> None:
         self.symbols = list(symbols)
         self.bar_seconds = bar_seconds
-        self.next_start = start
+        self.sessions = sessions  # lay the bars on this calendar's session minutes (nights skipped)
+        self.next_start = start if sessions is None else sessions.next_session_time(start)
         n = len(self.symbols)
         self._rng = np.random.default_rng(seed)
         rng = self._rng
@@ -95,6 +105,8 @@ class SyntheticMarket:
         self._close = close
         start = self.next_start
         self.next_start += self.bar_seconds
+        if self.sessions is not None:
+            self.next_start = self.sessions.next_session_time(self.next_start)
         return [
             Bar(sym, self.bar_seconds, start, o, h, lo, c, v)
             for sym, o, h, lo, c, v in zip(
@@ -138,7 +150,12 @@ class SyntheticMarket:
 
 class SyntheticSource:
     """SyntheticMarket on a clock: one batch per boundary, at `speed` x real time (0 = flat out), but
-    never ahead of the wall clock: a bar is yielded only once its close time has come."""
+    never ahead of the wall clock: a bar is yielded only once its close time has come.
+
+    With `sessions` the bars lie on the calendar's session minutes (session_clock.py says where they
+    start), paced by bars, not by time: a night takes no time. `history` sessions before the start
+    are offered to the detector as `history()` (learned from, never published). Without, the market
+    trades every minute from `lookback_s` back, at `speed` until it meets the clock."""
 
     def __init__(
         self,
@@ -149,9 +166,13 @@ class SyntheticSource:
         start: int | None = None,
         limit: int | None = None,
         lookback_s: int = DEFAULT_LOOKBACK_S,
+        sessions: SessionCalendar | None = None,
+        history: int = 0,
     ) -> None:
         if lookback_s < 0:
             raise ValueError(f"the synthetic lookback must be >= 0 s, got {lookback_s}")
+        if start is None and sessions is not None:
+            start = session_clock.live_start(sessions, int(time.time()))
         if start is None:  # on the bar grid of the wall clock, so bars look live
             now = int(time.time()) // bar_seconds * bar_seconds
             catches_up = speed == 0 or speed > 1  # at real time or slower it never would: start now
@@ -162,17 +183,34 @@ class SyntheticSource:
                     now - start,
                     speed,
                 )
-        self.market = SyntheticMarket(symbols, seed=seed, bar_seconds=bar_seconds, start=start)
+        first = start
+        if sessions is not None and history > 0:
+            first = session_clock.history_start(sessions, start, history)
+        self.market = SyntheticMarket(
+            symbols, seed=seed, bar_seconds=bar_seconds, start=first, sessions=sessions
+        )
+        self.live_from = start if sessions is None else sessions.next_session_time(start)
         self.speed = speed
         self.limit = limit
         self.rejected: Counter[str] = Counter()
 
+    def history(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        """The bars before the live part (none without `history`), flat out."""
+        while self.market.next_start < self.live_from and not stop.is_set():
+            yield self.market.step()
+
     def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
-        pacer = Pacer(self.speed, wall_clock=time.time)
-        pacer.wait_until(self.market.next_start, stop)  # the clock starts at the first bar's open
+        for _ in self.history(stop):  # history nobody asked for is skipped, never sent as live
+            pass
+        pacer = Pacer(self.speed)  # by bars, not by data time: a night between sessions takes none
+        not_ahead = Pacer(0, wall_clock=time.time)  # and no bar stamped after the wall clock
+        pacer.wait_until(0, stop)  # the clock starts at the first bar's open
         produced = 0
         while self.limit is None or produced < self.limit:
-            if not pacer.wait_until(self.market.next_start + self.market.bar_seconds, stop):
+            closes_at = self.market.next_start + self.market.bar_seconds
+            if not pacer.wait_until((produced + 1) * self.market.bar_seconds, stop):
+                return
+            if not not_ahead.wait_until(closes_at, stop):
                 return
             yield self.market.step()
             produced += 1
