@@ -107,7 +107,7 @@ def is_gzip(path: Path) -> bool:
 def open_binary(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed if it is gzip (known by its magic number, not its name)."""
     if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile is an IO[bytes]
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile reads like IO[bytes]
     return path.open("rb")
 
 
@@ -144,45 +144,55 @@ class ChunkReader:
         self.rejected = rejected
         self.rows = rows
         self.rows_read = 0  # data rows seen, rejected ones included
+        self._raw: IO[bytes] | None = None
         self._times: dict[str, int | None] = {}  # timestamp text -> epoch s: a boundary repeats it per symbol
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file on disk read so far (compressed, for gzip): for progress."""
+        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
     def __iter__(self) -> Iterator[Chunk]:
         text_columns = [self.layout.symbol] + ([PLAIN.time] if self.layout is PLAIN else [])
-        reader = pd.read_csv(
-            self.path,
-            usecols=list(self._spelt.values()),
-            chunksize=self.rows,
-            compression="gzip" if is_gzip(self.path) else None,
-            dtype={self._spelt[name]: object for name in text_columns},
-            na_filter=False,
-            on_bad_lines="warn",
-            encoding="utf-8",
-            encoding_errors="replace",
-            engine="c",
-        )
-        with reader:
-            while True:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    try:
-                        frame = next(reader)
-                    except StopIteration:
-                        frame = None
-                    except (pd.errors.ParserError, UnicodeError, OSError, EOFError) as exc:
-                        raise ValueError(
-                            f"{self.path}: unreadable after {self.rows_read:,} rows: {exc}"
-                        ) from None
-                skipped = sum(len(_SKIPPED.findall(str(w.message))) for w in caught)
-                if skipped:
-                    self.rejected[MALFORMED_ROW] += skipped
-                    self.rows_read += skipped
-                if frame is None:
-                    return
-                frame.columns = [name.strip().lower() for name in frame.columns]
-                self.rows_read += len(frame)
-                chunk = self._chunk(frame)
-                if len(chunk):
-                    yield chunk
+        with self.path.open("rb") as raw:
+            self._raw = raw
+            stream: IO[bytes] = raw
+            if is_gzip(self.path):
+                stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            reader = pd.read_csv(
+                stream,
+                usecols=list(self._spelt.values()),
+                chunksize=self.rows,
+                dtype={self._spelt[name]: object for name in text_columns},
+                na_filter=False,
+                on_bad_lines="warn",
+                encoding="utf-8",
+                encoding_errors="replace",
+                engine="c",
+            )
+            with reader:
+                yield from self._chunks(reader)
+
+    def _chunks(self, reader: Iterator[pd.DataFrame]) -> Iterator[Chunk]:
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    frame = next(reader, None)
+                except (pd.errors.ParserError, UnicodeError, OSError, EOFError) as exc:
+                    where = f"{self.path}: unreadable after {self.rows_read:,} rows"
+                    raise ValueError(f"{where}: {exc}") from None
+            skipped = sum(len(_SKIPPED.findall(str(w.message))) for w in caught)
+            if skipped:
+                self.rejected[MALFORMED_ROW] += skipped
+                self.rows_read += skipped
+            if frame is None:
+                return
+            frame.columns = [name.strip().lower() for name in frame.columns]
+            self.rows_read += len(frame)
+            chunk = self._chunk(frame)
+            if len(chunk):
+                yield chunk
 
     @classmethod
     def count_rejects(cls, path: Path, rejected: Counter[str]) -> int:
@@ -266,6 +276,14 @@ def infer_timeframe(chunk: Chunk) -> int:
     starts, codes = chunk.starts[order], chunk.codes[order]
     gaps = np.diff(starts)[(codes[1:] == codes[:-1]) & (np.diff(starts) > 0)]
     return int(min(gaps.min(), DAY_SECONDS)) if len(gaps) else 60
+
+
+def first_bar_start(path: Path) -> int | None:
+    """The start of the file's first usable row, from its first rows (None: the file has none). Checks
+    the header on the way (ValueError)."""
+    for chunk in ChunkReader(path, Counter(), rows=64):
+        return int(chunk.starts[0])
+    return None
 
 
 def sizes(paths: Sequence[Path]) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickstockpl.bars import Bar
-from tickstockpl.sources.bar_files import CHUNK_ROWS, Chunk, ChunkReader, infer_timeframe
+from tickstockpl.sources.bar_files import CHUNK_ROWS, Chunk, ChunkReader, first_bar_start, infer_timeframe
 
 RUN_DTYPE = np.dtype(
     [("start", "<i8"), ("symbol", "<i4")] + [(name, "<f8") for name in ("o", "h", "l", "c", "v")]
@@ -93,9 +93,7 @@ class SpilledFile:
     def peek(self) -> int | None:
         """The first parseable bar's start, from the file's first few rows (None: no bar at all)."""
         self.size = self.path.stat().st_size
-        for chunk in ChunkReader(self.path, Counter(), rows=64):
-            return int(chunk.starts[0])
-        return None
+        return first_bar_start(self.path)
 
     def open(self, symbols: Symbols, directory: str) -> list[Run]:
         """Read the whole file once: each chunk sorted by start, written as a run to the spill."""
