@@ -38,8 +38,11 @@ class Files(NamedTuple):
     bars: int  # in `plain` and `massive` (twice that in `doubled`)
 
 
-def generate(directory: Path, minutes: int, symbols: int = SYMBOLS, seed: int = 11) -> Files:
-    """`minutes` boundaries of `symbols` bars of the synthetic market, in the three files."""
+def generate(
+    directory: Path, minutes: int, symbols: int = SYMBOLS, seed: int = 11, *, all_three: bool = True
+) -> Files:
+    """`minutes` boundaries of `symbols` bars of the synthetic market, in the three files (only the
+    first unless `all_three`)."""
     names = [f"S{i:05d}" for i in range(symbols)]
     market = SyntheticMarket(names, seed=seed, start=START)
     values = np.empty((symbols, minutes, 5))  # volume, open, close, high, low: Massive's order
@@ -56,13 +59,14 @@ def generate(directory: Path, minutes: int, symbols: int = SYMBOLS, seed: int = 
                 )
             )
             values[:, minute] = [(b.volume, b.open, b.close, b.high, b.low) for b in bars]
-    doubled = directory / "bars2.csv"
+    doubled, massive = directory / "bars2.csv", directory / "flat.csv.gz"
+    if not all_three:
+        return Files(plain, doubled, massive, minutes * symbols)
     text = plain.read_text()
     later = text.split("\n", 1)[1]
     for day in (15, 14):  # two days later; the later day first, so no date is shifted twice
         later = later.replace(f"2023-11-{day} ", f"2023-11-{day + 2} ")
     doubled.write_text(text + later)
-    massive = directory / "flat.csv.gz"
     starts = [(START + 60 * minute) * 1_000_000_000 for minute in range(minutes)]
     with gzip.open(massive, "wt", compresslevel=1) as out:
         out.write(MASSIVE_HEADER)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from bench.bar_data import SYMBOLS, generate, run_cli
@@ -57,7 +58,9 @@ def replay(path: Path, *patterns: str) -> dict[str, float]:
 def main() -> None:
     print(f"{os.cpu_count()} cores; generating files of {BARS:,} and {2 * BARS:,} bars ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as directory:
+        started = time.perf_counter()
         files = generate(Path(directory), MINUTES)
+        print(f"generated in {time.perf_counter() - started:.1f} s", flush=True)
         small, large, flat = files.plain, files.doubled, files.massive
         candle_rate, full_rate = detector_rates()
         candles = replay(small, "--patterns", CANDLES)

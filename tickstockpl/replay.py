@@ -22,7 +22,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, TextIO
 
@@ -33,7 +32,7 @@ from tickstockpl.backtest.signals import known_patterns, pattern_set
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.patterns import EventBuilder, PatternSet, StreamingEngine, publishable
-from tickstockpl.replay_report import json_report, text_report
+from tickstockpl.replay_report import ReplayResult, json_report, text_report
 from tickstockpl.settings import Settings
 from tickstockpl.sources.bar_files import sizes
 from tickstockpl.sources.csv_replay import CsvReplaySource
@@ -70,29 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patterns", help="comma-separated patterns to run (default: the detector's whole default set)"
     )
     parser.add_argument("--top", type=int, default=10, help="symbols listed in the summary (default 10)")
-
-
-@dataclass
-class ReplayResult:
-    files: list[str] = field(default_factory=list)
-    bars: int = 0  # handed to the engine (rejects included)
-    rows: int = 0  # data rows read from the files
-    by_pattern: Counter[str] = field(default_factory=Counter)  # every signal, whatever its confidence
-    by_symbol: Counter[str] = field(default_factory=Counter)
-    symbols: int = 0  # distinct symbols in the files
-    series: int = 0  # (symbol, bar length) pairs the engine judged
-    rejected: Counter[str] = field(default_factory=Counter)
-    late: int = 0  # bars older than some already replayed (files overlapping out of order)
-    empty_files: list[str] = field(default_factory=list)
-    publish: bool = False
-    min_confidence: float | None = None  # the filter --publish used
-    published: int = 0
-    held_back: int = 0  # detected, but below the minimum confidence for publishing
-    elapsed_s: float = 0.0
-
-    @property
-    def signals(self) -> int:
-        return self.by_pattern.total()
 
 
 class Progress:

@@ -1,4 +1,5 @@
-"""What `tickstockpl replay` prints: a summary for people, or one JSON object for machines (`--json`).
+"""What `tickstockpl replay` found (ReplayResult), and how it prints it: a summary for people, or one
+JSON object for machines (`--json`).
 
 The summary stays readable whatever the number of symbols: patterns by name, the top symbols,
 totals, bars rejected by reason, and which confidence filter `--publish` used.
@@ -6,12 +7,34 @@ totals, bars rejected by reason, and which confidence filter `--publish` used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from tickstockpl.replay import ReplayResult
+
+@dataclass
+class ReplayResult:
+    files: list[str] = field(default_factory=list)
+    bars: int = 0  # handed to the engine (rejects included)
+    rows: int = 0  # data rows read from the files
+    by_pattern: Counter[str] = field(default_factory=Counter)  # every signal, whatever its confidence
+    by_symbol: Counter[str] = field(default_factory=Counter)
+    symbols: int = 0  # distinct symbols in the files
+    series: int = 0  # (symbol, bar length) pairs the engine judged
+    rejected: Counter[str] = field(default_factory=Counter)
+    late: int = 0  # bars older than some already replayed (files overlapping out of order)
+    empty_files: list[str] = field(default_factory=list)
+    publish: bool = False
+    min_confidence: float | None = None  # the filter --publish used
+    published: int = 0
+    held_back: int = 0  # detected, but below the minimum confidence for publishing
+    elapsed_s: float = 0.0
+
+    @property
+    def signals(self) -> int:
+        return self.by_pattern.total()
 
 
 def as_dict(result: ReplayResult) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from tickstockpl.sources.bar_files import CHUNK_ROWS, Chunk, ChunkReader, first_
 RUN_DTYPE = np.dtype(
     [("start", "<i8"), ("symbol", "<i4")] + [(name, "<f8") for name in ("o", "h", "l", "c", "v")]
 )
-IN_FLIGHT_ROWS = 262_144  # bars loaded across all open runs (as Bars, ~70 MB), shared between them
-MIN_BLOCK_ROWS = 512
+IN_FLIGHT_ROWS = 262_144  # bars loaded at once across the runs of the open files (as Bars, ~70 MB)
+MIN_BLOCK_ROWS = 128
 
 
 class Symbols:
@@ -149,7 +149,7 @@ class TimeOrderedFeed:
         self.empty: list[Path] = []  # files with no usable row
         # Told, as bars are loaded, how many bytes of the input files they stand for (progress).
         self.on_progress: Callable[[float], None] | None = None
-        self._open_runs = 0
+        self._live_runs = 0  # runs of the opened files not yet exhausted: they share IN_FLIGHT_ROWS
         self._firsts: list[tuple[int, SpilledFile]] | None = None
 
     def prepare(self) -> list[Path]:
@@ -190,11 +190,11 @@ class TimeOrderedFeed:
             if isinstance(item, SpilledFile):
                 heapq.heappop(heap)
                 runs = item.open(self.symbols, directory)
+                self._live_runs += len(runs)
                 for run in runs:
                     heapq.heappush(heap, (run.first_start + (item.timeframe or 60), next(order), run))
                 continue
             if isinstance(item, Run):
-                self._open_runs += 1
                 self._advance(heap, self._run_boundaries(item), next(order))
                 continue
             boundaries, bars = item
@@ -217,7 +217,7 @@ class TimeOrderedFeed:
         """Replace the heap's top with the run's next boundary, or drop it when the run is done."""
         following = next(boundaries, None)
         if following is None:
-            self._open_runs -= 1
+            self._live_runs -= 1
             heapq.heappop(heap)
         else:
             heapq.heapreplace(heap, (following[0], order, (boundaries, following[1])))
@@ -228,7 +228,7 @@ class TimeOrderedFeed:
         file, timeframe = run.file, run.file.timeframe or 60
         done, carry_close, carry = 0, -1, list[Bar]()
         while done < run.count:
-            size = max(MIN_BLOCK_ROWS, IN_FLIGHT_ROWS // max(1, self._open_runs))
+            size = max(MIN_BLOCK_ROWS, IN_FLIGHT_ROWS // max(1, self._live_runs))
             block = file.read(run.offset + done, min(size, run.count - done))
             done += len(block)
             closes = block["start"] + timeframe
