@@ -86,7 +86,7 @@ class Progress:
             unit_scale=True,
             leave=False,
             dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}] {postfix}",
+            bar_format="{percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left{postfix}",
             mininterval=0.2,
         )
         self._started = time.monotonic()

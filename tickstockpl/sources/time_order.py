@@ -83,11 +83,11 @@ class SpilledFile:
     path: Path
     timeframe: int | None  # None: inferred from the file's first chunk
     rejected: Counter[str]
-    first_start: int | None = None
     rows: int = 0  # bars in the runs
     rows_read: int = 0  # data rows, rejected ones included
     size: int = 0
     runs: list[Run] = field(default_factory=list)
+    unfinished: int = 0  # runs not read to their end: the spill goes when none is left
     spill: IO[bytes] | None = None
 
     def peek(self) -> int | None:
@@ -105,6 +105,7 @@ class SpilledFile:
                 self.timeframe = infer_timeframe(chunk)
             self._write(chunk, symbols)
         self.rows_read = reader.rows_read
+        self.unfinished = len(self.runs)
         return self.runs
 
     def _write(self, chunk: Chunk, symbols: Symbols) -> None:
@@ -259,3 +260,6 @@ class TimeOrderedFeed:
             carry_close = int(closes[lo])
         if carry:
             yield carry_close, carry
+        file.unfinished -= 1
+        if not file.unfinished:
+            file.close()  # a year of daily files keeps one day's spill on disk, not the year's
