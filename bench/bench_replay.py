@@ -58,12 +58,8 @@ def engine_rates(pset: PatternSet, data: list[list[Bar]]) -> tuple[float, float]
 def replay(path: Path, *patterns: str) -> dict[str, float]:
     run = run_cli(None, "replay", str(path), "--json", *patterns)
     report = json.loads(run["stdout"])
-    return {
-        **run,
-        "bars": report["bars"],
-        "patterns": report["patterns"],
-        "rate": report["bars"] / run["wall_s"],
-    }
+    bars = report["bars"]
+    return {**run, "bars": bars, "rate": bars / run["wall_s"], "cpu_rate": bars / run["cpu_s"]}
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ a glob. Each file streams through PostgreSQL's binary COPY into a staging table 
 upsert (backtest/bulk_load.py) keyed by (symbol, timeframe, bar_start): running it twice changes
 nothing, a corrected bar is updated in place. Rows that cannot be bars are counted by reason and
 skipped. Prints a progress bar, then per file what was written. A file with no usable row is an
-error (exit 64), after the others are loaded.
+error (exit 64), after the others are loaded. A load cut short (PostgreSQL gone) keeps the batches it
+committed; running it again completes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tickstockpl.backtest.bulk_load import FileLoad, HistoryLoader
+from tickstockpl.backtest.bulk_load import FLUSH_ROWS, FileLoad, HistoryLoader
 from tickstockpl.backtest.display import ProgressBar
 from tickstockpl.backtest.history import timeframe_seconds
 from tickstockpl.commands.common import store_error_exit
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeframe", help="bar length label such as 1d, 1h, 1m (default: inferred per file)"
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=FLUSH_ROWS,
+        help=f"rows per upsert and transaction (default {FLUSH_ROWS:,})",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if len(empty) == len(paths):
         print("load-history: no valid bars in the given file(s)")
         return RET_USAGE
-    loader = HistoryLoader(settings)
+    loader = HistoryLoader(settings, flush_rows=max(1, args.batch))
     total, done_bytes, loads = sizes(paths), 0, []
     bar = ProgressBar("loading")
     started = time.monotonic()
