@@ -192,3 +192,16 @@ def _iso(epoch: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def test_broken_files_are_refused_naming_the_file(tmp_path: Path) -> None:
+    good = gzip.compress((HEADER + "2020-01-02,A,1,2,0.5,1,1\n" * 50).encode())
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(good[: len(good) // 2])
+    not_gzip = tmp_path / "junk.csv.gz"
+    not_gzip.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    open_quote = tmp_path / "quote.csv"
+    open_quote.write_text(HEADER + '"2020-01-02,A,1,2,0.5,1,1\n2020-01-03,A,1,2,0.5,1,1\n')
+    for path in (truncated, not_gzip, open_quote):
+        with pytest.raises(ValueError, match=f"{path}: unreadable"):
+            CsvReplaySource([path])

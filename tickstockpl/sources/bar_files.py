@@ -21,6 +21,7 @@ import gzip
 import re
 import time
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _VALUE_FIELDS = ("open", "high", "low", "close", "volume")
 _SKIPPED = re.compile(r"Skipping line \d+")
 _NS = 1_000_000_000
+UNREADABLE = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, OSError, EOFError, zlib.error)
 
 
 class Layout(NamedTuple):
@@ -114,8 +116,11 @@ def open_binary(path: Path) -> IO[bytes]:
 def layout_of(path: Path) -> tuple[Layout, dict[str, str]]:
     """The layout its header names, and each of its columns' name as spelt in the file; ValueError
     (saying what was expected) for any other header."""
-    with open_binary(path) as handle:
-        first = handle.readline(4096).decode("utf-8", "replace")
+    try:
+        with open_binary(path) as handle:
+            first = handle.readline(4096).decode("utf-8", "replace")
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ValueError(f"{path}: unreadable: {exc}") from None
     spelt = {name.strip().lower(): name for name in next(csv.reader([first]), [])}
     for layout in LAYOUTS:
         if set(layout.columns) <= set(spelt):
@@ -154,34 +159,33 @@ class ChunkReader:
 
     def __iter__(self) -> Iterator[Chunk]:
         text_columns = [self.layout.symbol] + ([PLAIN.time] if self.layout is PLAIN else [])
-        with self.path.open("rb") as raw:
-            self._raw = raw
-            stream: IO[bytes] = raw
-            if is_gzip(self.path):
-                stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-            reader = pd.read_csv(
-                stream,
-                usecols=list(self._spelt.values()),
-                chunksize=self.rows,
-                dtype={self._spelt[name]: object for name in text_columns},
-                na_filter=False,
-                on_bad_lines="warn",
-                encoding="utf-8",
-                encoding_errors="replace",
-                engine="c",
-            )
-            with reader:
-                yield from self._chunks(reader)
+        try:
+            with self.path.open("rb") as raw:
+                self._raw = raw
+                stream: IO[bytes] = raw
+                if is_gzip(self.path):
+                    stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+                reader = pd.read_csv(
+                    stream,
+                    usecols=list(self._spelt.values()),
+                    chunksize=self.rows,
+                    dtype={self._spelt[name]: object for name in text_columns},
+                    na_filter=False,
+                    on_bad_lines="warn",
+                    encoding="utf-8",
+                    encoding_errors="replace",
+                    engine="c",
+                )
+                with reader:
+                    yield from self._chunks(reader)
+        except UNREADABLE as exc:  # a broken gzip stream, an unclosed quote, a file that vanished
+            raise ValueError(f"{self.path}: unreadable after {self.rows_read:,} rows: {exc}") from None
 
     def _chunks(self, reader: Iterator[pd.DataFrame]) -> Iterator[Chunk]:
         while True:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                try:
-                    frame = next(reader, None)
-                except (pd.errors.ParserError, UnicodeError, OSError, EOFError) as exc:
-                    where = f"{self.path}: unreadable after {self.rows_read:,} rows"
-                    raise ValueError(f"{where}: {exc}") from None
+                frame = next(reader, None)
             skipped = sum(len(_SKIPPED.findall(str(w.message))) for w in caught)
             if skipped:
                 self.rejected[MALFORMED_ROW] += skipped
