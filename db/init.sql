@@ -187,3 +187,10 @@ CREATE TABLE IF NOT EXISTS historical_bars (
 );
 GRANT SELECT, INSERT, UPDATE, DELETE ON historical_bars TO app_readwrite;
 GRANT SELECT ON historical_bars TO tickstockpl_backtester, tickstockpl_reader;
+-- `load-history` (as app_readwrite) stages rows in TEMP tables: binary COPY, then one upsert. PUBLIC
+-- has TEMPORARY by default; granted by name so a database that revoked it from PUBLIC still loads.
+DO $$
+BEGIN
+    EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO app_readwrite', current_database());
+END
+$$;

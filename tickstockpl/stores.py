@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeAlias
+from typing import IO, Any, TypeAlias
 
 import psycopg2
 import psycopg2.extensions
@@ -202,6 +202,12 @@ def execute_values(
 ) -> None:
     """Many rows in one INSERT (psycopg2.extras.execute_values)."""
     psycopg2.extras.execute_values(cursor, sql, rows, template=template, page_size=page_size)
+
+
+def copy_from(cursor: PgCursor, sql: str, data: IO[bytes], *, size: int = 1 << 20) -> None:
+    """`COPY ... FROM STDIN` fed from a file-like (psycopg2's copy_expert): bulk loads at the
+    database's own speed, the rows never becoming Python objects on the way."""
+    cursor.copy_expert(sql, data, size=size)
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

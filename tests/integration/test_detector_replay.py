@@ -29,7 +29,7 @@ def test_publish_enqueues_every_event_at_the_minimum_confidence(
 ) -> None:
     settings = settings.replace(timeframes=())  # the file's own timeframe: comparable with the history scan
     assert replay.run(parse([MINUTE, "--publish"]), settings) == 0
-    detected = replay.replay([MINUTE]).counts.total()
+    detected = replay.replay([MINUTE]).signals
     kept = [s for s in history(MINUTE) if round(s.confidence, 2) >= settings.min_confidence]
     assert redis_client.llen(contract.KEY_OUTBOX) == len(kept) > 0
     assert f"published: {len(kept):,} events" in capsys.readouterr().out
@@ -58,7 +58,7 @@ def test_a_replay_of_the_minute_file_publishes_every_tier_with_the_default_setti
 def test_publish_everything_with_min_confidence_zero(settings: Settings, redis_client: redis.Redis) -> None:
     settings = settings.replace(timeframes=())
     assert replay.run(parse([MINUTE, "--publish", "--min-confidence", "0"]), settings) == 0
-    assert redis_client.llen(contract.KEY_OUTBOX) == replay.replay([MINUTE]).counts.total() > 0
+    assert redis_client.llen(contract.KEY_OUTBOX) == replay.replay([MINUTE]).signals > 0
 
 
 def history(path: str) -> list[HistorySignal]:

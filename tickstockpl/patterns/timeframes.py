@@ -302,13 +302,17 @@ class TimeframeEngine:
 
 
 def engine_for(
-    timeframes: Sequence[str], combo_timeframes: Sequence[str], calendar: SessionCalendar
+    timeframes: Sequence[str],
+    combo_timeframes: Sequence[str],
+    calendar: SessionCalendar,
+    pset: PatternSet | None = None,
 ) -> StreamingEngine | TimeframeEngine:
     """The detector's engine for its settings: a plain StreamingEngine when no timeframe is added."""
     if not timeframes:
-        return StreamingEngine()
+        return StreamingEngine(pset)
     return TimeframeEngine(
         [parse_timeframe(label) for label in timeframes],
         calendar,
+        pset=pset,
         combo_lengths=[parse_timeframe(label) for label in combo_timeframes],
     )

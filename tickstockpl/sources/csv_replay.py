@@ -1,63 +1,32 @@
-"""Replay of real OHLCV CSV files (data/README.md): several symbols and files merged in time order.
+"""Replay of bar files (CSV or CSV.gz, ours or Massive's flat files): many files, one feed in time order.
 
-Layout: `timestamp,symbol,open,high,low,close,volume`; timestamp is a date (`2013-03-01`, a daily bar,
-taken to start at 00:00 UTC) or ISO 8601 with an offset (`2026-07-29 09:30:00-04:00`, the bar start).
-The bar length is the smallest gap between two bars of one symbol in the file, unless given.
+Files, directories and globs (bar_files.expand); each file's layout is known by its header
+(bar_files.py) and its bar length, unless given, from its first rows (`infer_timeframe`). The feed
+(time_order.py) merges every file in time order with memory bounded by the number of symbols, so a
+year of the whole market replays in the same memory as a day.
 """
 
 from __future__ import annotations
 
-import csv
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
-from itertools import groupby
 from pathlib import Path
 
-from tickstockpl.bars import Bar, bar_from_fields
+from tickstockpl.bars import Bar
+from tickstockpl.sources.bar_files import expand, parse_timestamp
 from tickstockpl.sources.pacing import Pacer
+from tickstockpl.sources.time_order import TimeOrderedFeed
 
-
-def parse_timestamp(text: str) -> int | None:
-    """Epoch seconds of a date (00:00 UTC) or an ISO 8601 time; None if unreadable."""
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
-
-
-def infer_timeframe(starts_by_symbol: Iterable[Sequence[int]]) -> int:
-    """The smallest positive gap between consecutive bars of any one symbol (60 if there is none)."""
-    gaps = [b - a for starts in starts_by_symbol for a, b in zip(starts, starts[1:], strict=False) if b > a]
-    return min(gaps) if gaps else 60
+__all__ = ["CsvReplaySource", "load_csv", "merge_in_time", "parse_timestamp"]
 
 
 def load_csv(
     path: str | Path, timeframe: int | None = None, rejected: Counter[str] | None = None
 ) -> list[Bar]:
-    """Every parseable bar of one file, in file order; unparseable rows are counted in `rejected`."""
-    rows: list[tuple[str, int | None, dict[str, str]]] = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for record in csv.DictReader(handle):
-            rows.append((record.get("symbol") or "", parse_timestamp(record.get("timestamp") or ""), record))
-    if timeframe is None:
-        starts: dict[str, list[int]] = {}
-        for symbol, start, _ in rows:
-            if start is not None:
-                starts.setdefault(symbol, []).append(start)
-        timeframe = infer_timeframe(starts.values())
-    bars = []
-    for symbol, start, record in rows:
-        bar = bar_from_fields(symbol, timeframe, start, record)
-        if isinstance(bar, Bar):
-            bars.append(bar)
-        elif rejected is not None:
-            rejected[bar] += 1
-    return bars
+    """Every usable bar of one (small) file in time order, held in memory: for tests and tools."""
+    feed = TimeOrderedFeed([Path(path)], timeframe, rejected)
+    return [bar for _, bars in feed.boundaries() for bar in bars]
 
 
 def merge_in_time(bar_lists: Iterable[list[Bar]]) -> list[Bar]:
@@ -68,35 +37,36 @@ def merge_in_time(bar_lists: Iterable[list[Bar]]) -> list[Bar]:
 
 
 class CsvReplaySource:
-    """Replays CSV files as one time-ordered feed, one batch per bar close time."""
+    """Replays bar files as one time-ordered feed, one batch per bar close time."""
 
-    def __init__(self, files: Sequence[str | Path], speed: float = 0.0, timeframe: int | None = None) -> None:
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        speed: float = 0.0,
+        timeframe: int | None = None,
+    ) -> None:
         if not files:
             raise ValueError("CSV replay needs at least one file (TICKSTOCKPL_CSV_FILES)")
-        self.files = [Path(f) for f in files]
-        for path in self.files:  # fail at start (misconfigured), not when the replay reaches the file
-            if not path.is_file():
-                raise FileNotFoundError(f"CSV file not found: {path}")
+        self.files = expand(files)  # fail at start (misconfigured), not when the replay reaches the file
+        for path in self.files:
             with path.open("rb"):
                 pass
         self.speed = speed
-        self.timeframe = timeframe
         self.rejected: Counter[str] = Counter()
-        self._bars: list[Bar] | None = None
+        self.feed = TimeOrderedFeed(self.files, timeframe, self.rejected)
+        self.feed.prepare()  # every header checked, and files with no usable row found, before any bar
 
     @property
     def bars(self) -> list[Bar]:
-        """The whole merged feed (loaded once)."""
-        if self._bars is None:
-            self._bars = merge_in_time(load_csv(f, self.timeframe, self.rejected) for f in self.files)
-        return self._bars
+        """The whole feed in memory: for small files and tests (batches() streams)."""
+        return [bar for batch in self.batches(threading.Event()) for bar in batch]
 
     def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
         pacer = Pacer(self.speed)
-        for close_time, group in groupby(self.bars, key=lambda b: b.start + b.timeframe):
+        for close_time, bars in self.feed.boundaries():
             if not pacer.wait_until(close_time, stop):
                 return
-            yield list(group)
+            yield bars
 
     def close(self) -> None:
         return None
