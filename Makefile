@@ -29,8 +29,8 @@ test: $(STAMP) lint mypy ## lint, type-check, and run unit + integration tests a
 unit: $(STAMP) ## pure tests only (no servers)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP) ## tests against real Redis and PostgreSQL (started on free ports)
-	$(BIN)/pytest -q tests/integration
+integration: $(STAMP) ## tests against real Redis and PostgreSQL (started on free ports); TESTS=... narrows them
+	$(BIN)/pytest -q $(or $(TESTS),tests/integration)
 
 e2e: $(STAMP) ## the whole supervised stack against fresh Redis and PostgreSQL (and a real Prometheus)
 	$(BIN)/pytest -q -rs -m e2e tests/e2e
