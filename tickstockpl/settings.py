@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from tickstockpl.sharding import Shard, detector_process
+
 T = TypeVar("T")
 
 
@@ -65,6 +67,13 @@ def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
         raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
     return value
 
 
@@ -138,6 +147,15 @@ class Settings:
     csv_files: tuple[str, ...] = _setting("TICKSTOCKPL_CSV_FILES", (), _parse_list)
     massive_api_key: str = _setting("MASSIVE_API_KEY", "", secret=True)
     massive_ws_url: str = _setting("MASSIVE_WS_URL", "wss://socket.massive.com/stocks")
+    # Sharded detectors (docs/scaling.md): this host runs DETECTOR_SHARDS detector processes, shards
+    # SHARD_FIRST .. SHARD_FIRST + DETECTOR_SHARDS - 1 of SHARD_COUNT (0: DETECTOR_SHARDS, one host).
+    # supervisord gives each detector its SHARD_INDEX; DETECTORS_ONLY hosts leave the relay, heartbeat,
+    # exporter and backtester to the main host (one relay per Redis).
+    detector_shards: int = _setting("TICKSTOCKPL_DETECTOR_SHARDS", 1, _positive(int))
+    shard_first: int = _setting("TICKSTOCKPL_SHARD_FIRST", 0, _non_negative)
+    shard_count: int = _setting("TICKSTOCKPL_SHARD_COUNT", 0, _non_negative)
+    shard_index: int = _setting("TICKSTOCKPL_SHARD_INDEX", 0, _non_negative)
+    detectors_only: bool = _setting("TICKSTOCKPL_DETECTORS_ONLY", False, _parse_bool)
     # Signals below this confidence are detected and counted but not published (docs/patterns.md).
     min_confidence: float = _setting("TICKSTOCKPL_MIN_CONFIDENCE", 0.7, _fraction)
     # Exporter and backtester.
@@ -172,6 +190,35 @@ class Settings:
     postgres_published_port: int = _setting("POSTGRES_PUBLISHED_PORT", 5433, _port)
     metrics_published_port: int = _setting("TICKSTOCKPL_METRICS_PUBLISHED_PORT", 9108, _port)
     prometheus_published_port: int = _setting("PROMETHEUS_PUBLISHED_PORT", 9090, _port)
+
+    def __post_init__(self) -> None:
+        total = self.total_shards
+        if self.shard_first + self.detector_shards > total:
+            raise SettingsError(
+                f"TICKSTOCKPL_SHARD_FIRST={self.shard_first} + TICKSTOCKPL_DETECTOR_SHARDS="
+                f"{self.detector_shards} exceed TICKSTOCKPL_SHARD_COUNT={total}:"
+                " set it to the shards of all hosts"
+            )
+        if self.shard_index >= total:
+            raise SettingsError(
+                f"TICKSTOCKPL_SHARD_INDEX={self.shard_index} is not a shard of {total} (0-{total - 1})"
+            )
+
+    @property
+    def total_shards(self) -> int:
+        """Detector shards across every host (TICKSTOCKPL_SHARD_COUNT, else this host's)."""
+        return self.shard_count or self.detector_shards
+
+    @property
+    def shard(self) -> Shard:
+        """The detector's shard (supervisord sets TICKSTOCKPL_SHARD_INDEX for each detector process)."""
+        return Shard(self.shard_index, self.total_shards)
+
+    @property
+    def detector_processes(self) -> tuple[str, ...]:
+        """supervisord's names of this host's detector processes."""
+        first = self.shard_first
+        return tuple(detector_process(index) for index in range(first, first + self.detector_shards))
 
     @classmethod
     def from_env(

@@ -1,0 +1,109 @@
+"""Sharded detectors on the real data (issue 14, item 4): two detector processes, each told its shard
+as supervisord tells it, publish exactly what one detector publishes: the same (symbol, timeframe,
+bar, pattern) set, none twice, no symbol missed; each shard's own series in its own gauge.
+
+The CSV source replays two of the real files (data/README.md) flat out; the relay then publishes what
+the detectors put in the outbox, and the replay stream holds every publish."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from tests.support import ROOT
+from tickstockpl import contract
+from tickstockpl.exitcodes import RET_OK
+from tickstockpl.services import relay
+from tickstockpl.settings import Settings
+from tickstockpl.sharding import shard_of
+from tickstockpl.sources.csv_replay import load_csv
+
+DATA = ROOT / "data"
+FILES = tuple(
+    str(DATA / name)
+    for name in ("daily_us_equities_2000_2013.csv", "minute_aapl_2026.csv")  # (hourly: AAPL again)
+)
+Published = tuple[str, str, int, str]  # symbol, timeframe, bar_start, pattern
+
+
+def run_detectors(settings: Settings, shards: int) -> None:
+    """`shards` detector processes at once, as supervisord runs them (TICKSTOCKPL_SHARD_INDEX each)."""
+    env = {**os.environ, **settings.replace(detector_shards=shards).to_env(), "TICKSTOCKPL_ENV_FILE": ""}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tickstockpl.services.detector"],
+            env={**env, "TICKSTOCKPL_SHARD_INDEX": str(index)},
+            cwd=ROOT / "tests",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(shards)
+    ]
+    for index, process in enumerate(processes):
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == RET_OK, output
+        assert f"(shard {index} of {shards})" in output
+
+
+def published(settings: Settings, client: redis.Redis, shards: int) -> Counter[Published]:
+    """Detect with `shards` processes, publish with the relay; what reached the replay stream."""
+    client.flushall()
+    run_detectors(settings, shards)
+    assert relay.run(settings, burst=True) == RET_OK
+    events = [json.loads(fields[b"event"])["data"] for _, fields in client.xrange(contract.KEY_REPLAY_STREAM)]
+    assert client.llen(contract.KEY_OUTBOX) == 0 and client.llen(contract.KEY_DEAD_LETTERS) == 0
+    return Counter((e["symbol"], e["timeframe"], e["bar_start"], e["pattern"]) for e in events)
+
+
+def stats(client: redis.Redis) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(contract.KEY_STATS).items()}
+
+
+def test_two_shards_publish_exactly_what_one_detector_publishes(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    replay = settings.replace(
+        source="csv", csv_files=FILES, speed=0.0, min_confidence=0.0, replay_stream_maxlen=1_000_000
+    )
+    one = published(replay, redis_client, 1)
+    one_stats = stats(redis_client)
+    two = published(replay, redis_client, 2)
+    two_stats = stats(redis_client)
+
+    bars = [bar for path in FILES for bar in load_csv(path)]
+    symbols = {bar.symbol for bar in bars}
+    assert len(one) > 5_000 and {symbol for symbol, *_ in one} == symbols  # every symbol publishes
+    assert max(one.values()) == 1 and max(two.values()) == 1  # nothing published twice
+    assert two == one
+    assert two_stats["bars_received"] == one_stats["bars_received"] == str(len(bars))
+    assert two_stats["patterns_published"] == one_stats["patterns_published"] == str(len(one))
+    # Each shard held exactly its own series: (symbol, timeframe) pairs whose symbol it owns.
+    series = {(bar.symbol, bar.timeframe) for bar in bars}
+    for index in range(2):
+        owned = sum(1 for symbol, _ in series if shard_of(symbol, 2) == index)
+        assert owned > 0
+        assert two_stats[f"series_tracked:{index}"] == str(owned)
+        assert float(two_stats[f"shard_last_bar_time:{index}"]) > 0
+    assert one_stats["series_tracked:0"] == str(len(series))
+
+
+def test_a_detector_told_an_impossible_shard_exits_misconfigured(settings: Settings) -> None:
+    env = {**os.environ, **settings.to_env(), "TICKSTOCKPL_ENV_FILE": "", "TICKSTOCKPL_SHARD_INDEX": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tickstockpl.services.detector"],
+        env={**env, "TICKSTOCKPL_DETECTOR_SHARDS": "2"},
+        cwd=Path(ROOT / "tests"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78
+    assert "TICKSTOCKPL_SHARD_INDEX=2 is not a shard of 2" in result.stdout + result.stderr
