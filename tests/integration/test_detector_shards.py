@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from collections import Counter
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import redis
 
-from tests.support import ROOT
-from tickstockpl import contract
+from tests.support import ROOT, poll
+from tickstockpl import contract, health
 from tickstockpl.exitcodes import RET_OK
 from tickstockpl.services import relay
 from tickstockpl.settings import Settings
 from tickstockpl.sharding import shard_of
 from tickstockpl.sources.csv_replay import load_csv
+from tickstockpl.stack.supervisord import Supervisord
 
 DATA = ROOT / "data"
 FILES = tuple(
@@ -107,3 +109,52 @@ def test_a_detector_told_an_impossible_shard_exits_misconfigured(settings: Setti
     )
     assert result.returncode == 78
     assert "TICKSTOCKPL_SHARD_INDEX=2 is not a shard of 2" in result.stdout + result.stderr
+
+
+def test_supervisord_runs_two_detector_shards_and_programwatch_reports_each(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The real supervisord.conf with TICKSTOCKPL_DETECTOR_SHARDS=2, as `make up` starts it."""
+    live = settings.replace(detector_shards=2, speed=0.0, bar_seconds=60)
+    daemon = Supervisord(tmp_path / "var", ROOT, live.detector_processes)
+    env = {
+        **os.environ,
+        **live.to_env(),
+        "TICKSTOCKPL_VAR": str(tmp_path / "var"),
+        "TICKSTOCKPL_PYTHON": sys.executable,
+        "TICKSTOCKPL_AUTOSTART": "false",
+        "TICKSTOCKPL_SERVICE_USER": pwd.getpwuid(os.geteuid()).pw_name,
+        "TICKSTOCKPL_ENV_FILE": "",
+    }
+    daemon.start(env)
+    try:
+        for name in live.detector_processes:  # only the detectors: the test drains nothing
+            daemon.call("startProcess", f"tickstockpl:{name}", False)
+
+        def both_progress() -> bool:
+            fields = stats(redis_client)
+            return all(f"shard_last_bar_time:{index}" in fields for index in range(2))
+
+        poll(both_progress, 120, "both shards to detect")
+        programs = poll(
+            lambda: (
+                {
+                    name: state.state
+                    for name, state in health.read_programs(redis_client).items()
+                    if name.startswith("tickstockpl:detector")
+                }
+                or None
+            ),
+            60,
+            "programwatch to report the detectors",
+        )
+        assert programs == {"tickstockpl:detector-0": "RUNNING", "tickstockpl:detector-1": "RUNNING"}
+        others = [f"{name} is STOPPED" for name in daemon.processes()[2:]]  # relay, heartbeat, ...
+        poll(lambda: daemon.not_ready() == others, 60, "`up`'s readiness check to pass both detectors")
+    finally:
+        daemon.shutdown(60)
+    fields = stats(redis_client)
+    symbols = {0: 0, 1: 0}
+    for symbol in live.symbols:
+        symbols[shard_of(symbol, 2)] += 1
+    assert {index: int(fields[f"series_tracked:{index}"]) for index in range(2)} == symbols
