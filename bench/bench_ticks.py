@@ -17,6 +17,9 @@ printed next to them: publisher, Redis and detectors share the cores):
   clock stops when the stats hash counts every bar (the source hands bars over every 0.5 s);
 - `ticks_per_s_2_shards`: two detector processes, shards 0 and 1 of 2: each hears every tick and
   keeps its own symbols' (sharding.py); against `ticks_per_s` measured just before.
+- the CPU each detector process spent per tick of the feed (`/proc`, from the first PUBLISH to the
+  last bar: start-up left out): what one core can carry once it has a core to itself,
+  `ticks_cpu_us_per_tick` (one detector) and `ticks_cpu_us_per_tick_per_shard` (each of two).
 """
 
 from __future__ import annotations
@@ -130,12 +133,22 @@ def detector_processes(settings: Settings, shards: int) -> list[subprocess.Popen
     ]
 
 
-def bench_detectors(settings: Settings, client: redis.Redis, ticks: list[bytes], shards: int) -> float:
-    """Ticks per second through `shards` detector processes, first PUBLISH to the last bar counted."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_detectors(
+    settings: Settings, client: redis.Redis, ticks: list[bytes], shards: int
+) -> tuple[float, float]:
+    """Ticks per second through `shards` detector processes, first PUBLISH to the last bar counted;
+    and each process's CPU microseconds per tick of the feed (their mean)."""
     client.flushall()
     processes = detector_processes(settings, shards)
     try:
         wait_for_subscribers(client, shards)
+        cpu_before = sum(cpu_seconds(process.pid) for process in processes)
         started = publish(client, ticks)
         expected = SYMBOLS * MINUTES
         deadline = time.monotonic() + TIMEOUT_S
@@ -144,6 +157,7 @@ def bench_detectors(settings: Settings, client: redis.Redis, ticks: list[bytes],
                 raise RuntimeError(f"the detector(s) did not count {expected} bars")
             time.sleep(0.01)
         elapsed = time.monotonic() - started
+        cpu = (sum(cpu_seconds(process.pid) for process in processes) - cpu_before) / shards
         rejected = int(client.hget(contract.KEY_STATS, contract.STAT_BARS_REJECTED) or 0)
         disconnects = int(client.hget(contract.KEY_STATS, contract.STAT_TICK_FEED_DISCONNECTS) or 0)
         if rejected or disconnects:
@@ -153,7 +167,7 @@ def bench_detectors(settings: Settings, client: redis.Redis, ticks: list[bytes],
             process.terminate()
         for process in processes:
             process.wait(30)
-    return len(ticks) / elapsed
+    return len(ticks) / elapsed, cpu / len(ticks) * 1e6
 
 
 def main() -> None:
@@ -174,8 +188,8 @@ def run_all(settings: Settings, client: redis.Redis) -> dict[str, float]:
     ticks = make_ticks((int(time.time()) // 60 - 120) * 60)  # two hours ago: inside the tick window
     cores = os.cpu_count() or 1
     baseline = bench_subscriber(settings, client, ticks)
-    one = bench_detectors(settings, client, ticks, 1)
-    two = bench_detectors(settings, client, ticks, 2)
+    one, one_cpu = bench_detectors(settings, client, ticks, 1)
+    two, shard_cpu = bench_detectors(settings, client, ticks, 2)
     print_table(
         f"Tick feed: {len(ticks):,} ticks ({SYMBOLS} symbols x {MINUTES} min), {cores} CPU cores"
         " shared by the publisher, Redis and the detectors",
@@ -186,11 +200,21 @@ def run_all(settings: Settings, client: redis.Redis) -> dict[str, float]:
             ["ticks_per_s_2_shards", two, two / one, "ticks_per_s"],
         ],
     )
+    print_table(
+        "CPU per tick of the feed, per detector process (start-up left out)",
+        ["process", "CPU us/tick", "ticks/s a core carries", "ratio"],
+        [
+            ["one detector", one_cpu, 1e6 / one_cpu, 1.0],
+            ["each of 2 shards", shard_cpu, 1e6 / shard_cpu, one_cpu / shard_cpu],
+        ],
+    )
     return {
         "tick_subscriber_per_s": baseline,
         "ticks_per_s": one,
         "ticks_per_s_2_shards": two,
         "ticks_bench_cpu_count": cores,
+        "ticks_cpu_us_per_tick": one_cpu,
+        "ticks_cpu_us_per_tick_per_shard": shard_cpu,
     }
 
 
