@@ -11,7 +11,10 @@ Every message is decoded by inbound.decode_tick first (size, JSON depth, ticker 
 price and volume, a timestamp within a year before and 5 minutes after the wall clock), so a
 rejected tick never reaches the aggregator or moves its clock. Rejections are counted as
 `tick_<reason>` (the detector reports them as `bars_rejected:tick_<reason>`) and logged, sampled.
-Per-symbol state is bounded (TickAggregator).
+Per-symbol state is bounded (TickAggregator). A sharded detector (sharding.py) hears every tick and
+keeps only its own symbols' before aggregating; a tick without a readable ticker is shard 0's to count.
+A lost subscription (Redis closes a subscriber that falls behind: docs/scaling.md) is counted in
+`disconnects` and redone.
 """
 
 from __future__ import annotations
