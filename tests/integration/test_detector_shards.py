@@ -136,19 +136,16 @@ def test_supervisord_runs_two_detector_shards_and_programwatch_reports_each(
             return all(f"shard_last_bar_time:{index}" in fields for index in range(2))
 
         poll(both_progress, 120, "both shards to detect")
-        programs = poll(
-            lambda: (
-                {
-                    name: state.state
-                    for name, state in health.read_programs(redis_client).items()
-                    if name.startswith("tickstockpl:detector")
-                }
-                or None
-            ),
-            60,
-            "programwatch to report the detectors",
-        )
-        assert programs == {"tickstockpl:detector-0": "RUNNING", "tickstockpl:detector-1": "RUNNING"}
+
+        def detectors_reported() -> dict[str, str]:
+            return {
+                name: state.state
+                for name, state in health.read_programs(redis_client).items()
+                if name.startswith("tickstockpl:detector")
+            }
+
+        running = {"tickstockpl:detector-0": "RUNNING", "tickstockpl:detector-1": "RUNNING"}
+        poll(lambda: detectors_reported() == running, 60, f"programwatch to report {running}")
         others = [f"{name} is STOPPED" for name in daemon.processes()[2:]]  # relay, heartbeat, ...
         poll(lambda: daemon.not_ready() == others, 60, "`up`'s readiness check to pass both detectors")
     finally:
