@@ -28,6 +28,8 @@ ENV PATH=/opt/tickstockpl/bin:$PATH \
     TICKSTOCKPL_VAR=/app/var \
     TICKSTOCKPL_PYTHON=/opt/tickstockpl/bin/python \
     TICKSTOCKPL_AUTOSTART=true \
+    TICKSTOCKPL_DETECTOR_SHARDS=1 \
+    TICKSTOCKPL_SHARD_FIRST=0 \
     TICKSTOCKPL_SERVICE_USER=tickstockpl \
     TICKSTOCKPL_METRICS_HOST=0.0.0.0
 WORKDIR /app

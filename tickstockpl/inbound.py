@@ -91,17 +91,19 @@ def load_object(raw: object, limit: int) -> dict[str, Any]:
     return message
 
 
+_Container = dict[Any, Any] | list[Any]
+
+
 def depth_exceeds(value: object, limit: int) -> bool:
-    """Whether `value` nests dicts/lists deeper than `limit` (iterative: no recursion to exhaust)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
+    """Whether `value` nests dicts/lists deeper than `limit` (iterative: no recursion to exhaust).
+    Only containers are stacked: a flat tick costs one pass over its values (the tick feed's hot path)."""
+    stack: list[tuple[_Container, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
         if level > limit:
             return True
-        stack.extend((child, level + 1) for child in children)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return False
 
 

@@ -5,6 +5,9 @@ pushes each PROCESS_STATE change to it, and it writes every program's state, sin
 recent failures (unexpected exits and failed starts) to one hash. Push, not poll: the services run
 as an unprivileged user and may not talk to supervisord's control socket (mode 0700, root's).
 stdout is the listener protocol; our log lines go to stderr.
+
+Several hosts may share one Redis (docs/scaling.md): a detectors-only host reports just its own
+detector shards, and a fresh listener forgets only what its own host reported before (HostPrograms).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any, TextIO
 
 import redis
 
-from tickstockpl.health import KEY_PROGRAMS, PROGRAM_FAILURE_WINDOW_S
+from tickstockpl.health import KEY_PROGRAMS, PROGRAM_FAILURE_WINDOW_S, as_text
 from tickstockpl.settings import Settings, SettingsError
+from tickstockpl.sharding import DETECTOR_PROGRAM
 from tickstockpl.stores import redis_client
 
 log = logging.getLogger("programwatch")
@@ -63,11 +67,49 @@ def parse_event(headers: Mapping[str, str], payload: str) -> tuple[str, str, boo
     return name, event.removeprefix("PROCESS_STATE_"), None if expected is None else expected == "1"
 
 
+GROUP_DETECTOR = f"tickstockpl:{DETECTOR_PROGRAM}-"  # + shard index: supervisord's group:process name
+
+
+@dataclass(frozen=True)
+class HostPrograms:
+    """Which entries of KEY_PROGRAMS are this host's: on one host, all; with several hosts sharing
+    Redis, the others' detector shards are theirs, and a detectors-only host owns only its shards."""
+
+    first: int = 0  # this host's shards: first .. first + count - 1
+    count: int = 1
+    total: int = 1  # shards across every host
+    detectors_only: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HostPrograms:
+        return cls(
+            settings.shard_first, settings.detector_shards, settings.total_shards, settings.detectors_only
+        )
+
+    def _shard(self, name: str) -> int | None:
+        suffix = name.removeprefix(GROUP_DETECTOR)
+        return int(suffix) if suffix != name and suffix.isdigit() else None
+
+    def reports(self, name: str) -> bool:
+        """Whether this host writes `name`'s state (a detectors-only host: its detectors only)."""
+        return not self.detectors_only or self._shard(name) is not None
+
+    def forgets(self, name: str) -> bool:
+        """Whether a fresh listener removes `name`: what this host reported, and shards that no
+        longer exist; never another host's."""
+        shard = self._shard(name)
+        if shard is None:
+            return not self.detectors_only
+        mine = self.first <= shard < self.first + self.count
+        return mine or (shard >= self.total and not self.detectors_only)
+
+
 class Watch:
     """The listener's state and its Redis writes (the whole hash each time: a missed write heals)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, host: HostPrograms | None = None) -> None:
         self.client = client
+        self.host = host or HostPrograms()
         self.states = ProgramStates()
         self.fresh = True  # the hash still holds the previous run's states
 
@@ -80,14 +122,22 @@ class Watch:
         if name.endswith(":programwatch"):
             return
         try:
+            stale = self._forgotten() if self.fresh else []
+            mine: dict[Any, Any] = {k: v for k, v in self.states.as_hash().items() if self.host.reports(k)}
             pipe = self.client.pipeline(transaction=True)
-            if self.fresh:
-                pipe.delete(KEY_PROGRAMS)
-            pipe.hset(KEY_PROGRAMS, items=[part for pair in self.states.as_hash().items() for part in pair])
+            if stale:
+                pipe.hdel(KEY_PROGRAMS, *stale)
+            if mine:
+                pipe.hset(KEY_PROGRAMS, mapping=mine)
             pipe.execute()
             self.fresh = False
         except (redis.RedisError, OSError) as exc:
             log.warning("programwatch: cannot record %s %s in Redis: %s", name, state, exc)
+
+    def _forgotten(self) -> list[str]:
+        """This host's entries from before (another host's stay theirs)."""
+        names = [as_text(key) or "" for key in self.client.hgetall(KEY_PROGRAMS)]
+        return [name for name in names if self.host.forgets(name)]
 
 
 def _read_event(stdin: TextIO, stdout: TextIO) -> tuple[dict[str, str], str]:
@@ -109,7 +159,7 @@ def main() -> int:
     except SettingsError as exc:
         log.error("programwatch: configuration error: %s", exc)
         return 78
-    watch = Watch(redis_client(settings))
+    watch = Watch(redis_client(settings), HostPrograms.from_settings(settings))
     while True:
         try:
             headers, payload = _read_event(sys.stdin, sys.stdout)

@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from tickstockpl.sharding import Shard, detector_process
+
 T = TypeVar("T")
 
 
@@ -103,13 +105,6 @@ def _timeframes(text: str) -> tuple[str, ...]:
     return tuple(timeframe_label(length) for length in seconds)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
-
-
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
 
@@ -178,7 +173,16 @@ class Settings:
     synthetic_clock: str = _setting(
         "TICKSTOCKPL_SYNTHETIC_CLOCK", "sessions", _choice("sessions", "continuous")
     )
-    synthetic_history: int = _setting("TICKSTOCKPL_SYNTHETIC_HISTORY", 35, _non_negative_int)
+    synthetic_history: int = _setting("TICKSTOCKPL_SYNTHETIC_HISTORY", 35, _not_negative)
+    # Sharded detectors (docs/scaling.md): this host runs DETECTOR_SHARDS detector processes, shards
+    # SHARD_FIRST .. SHARD_FIRST + DETECTOR_SHARDS - 1 of SHARD_COUNT (0: DETECTOR_SHARDS, one host).
+    # supervisord gives each detector its SHARD_INDEX; DETECTORS_ONLY hosts leave the relay, heartbeat,
+    # exporter and backtester to the main host (one relay per Redis).
+    detector_shards: int = _setting("TICKSTOCKPL_DETECTOR_SHARDS", 1, _positive(int))
+    shard_first: int = _setting("TICKSTOCKPL_SHARD_FIRST", 0, _not_negative)
+    shard_count: int = _setting("TICKSTOCKPL_SHARD_COUNT", 0, _not_negative)
+    shard_index: int = _setting("TICKSTOCKPL_SHARD_INDEX", 0, _not_negative)
+    detectors_only: bool = _setting("TICKSTOCKPL_DETECTORS_ONLY", False, _parse_bool)
     # Signals below this confidence are detected and counted but not published (docs/patterns.md).
     min_confidence: float = _setting("TICKSTOCKPL_MIN_CONFIDENCE", 0.7, _fraction)
     # Exporter and backtester.
@@ -213,6 +217,35 @@ class Settings:
     postgres_published_port: int = _setting("POSTGRES_PUBLISHED_PORT", 5433, _port)
     metrics_published_port: int = _setting("TICKSTOCKPL_METRICS_PUBLISHED_PORT", 9108, _port)
     prometheus_published_port: int = _setting("PROMETHEUS_PUBLISHED_PORT", 9090, _port)
+
+    def __post_init__(self) -> None:
+        total = self.total_shards
+        if self.shard_first + self.detector_shards > total:
+            raise SettingsError(
+                f"TICKSTOCKPL_SHARD_FIRST={self.shard_first} + TICKSTOCKPL_DETECTOR_SHARDS="
+                f"{self.detector_shards} exceed TICKSTOCKPL_SHARD_COUNT={total}:"
+                " set it to the shards of all hosts"
+            )
+        if self.shard_index >= total:
+            raise SettingsError(
+                f"TICKSTOCKPL_SHARD_INDEX={self.shard_index} is not a shard of {total} (0-{total - 1})"
+            )
+
+    @property
+    def total_shards(self) -> int:
+        """Detector shards across every host (TICKSTOCKPL_SHARD_COUNT, else this host's)."""
+        return self.shard_count or self.detector_shards
+
+    @property
+    def shard(self) -> Shard:
+        """The detector's shard (supervisord sets TICKSTOCKPL_SHARD_INDEX for each detector process)."""
+        return Shard(self.shard_index, self.total_shards)
+
+    @property
+    def detector_processes(self) -> tuple[str, ...]:
+        """supervisord's names of this host's detector processes."""
+        first = self.shard_first
+        return tuple(detector_process(index) for index in range(first, first + self.detector_shards))
 
     @classmethod
     def from_env(
@@ -253,8 +286,8 @@ class Settings:
         env = {}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, tuple):
-                value = ",".join(value)
+            if isinstance(value, tuple):  # an empty list of timeframes is spelled `none`, not a default
+                value = ",".join(value) or ("none" if item.metadata["parse"] is _timeframes else "")
             elif isinstance(value, bool):
                 value = "1" if value else "0"
             env[item.metadata["env"]] = str(value)

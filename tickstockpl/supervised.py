@@ -6,6 +6,10 @@ one that exits sooner is retried like a crash, whatever its code. So a program t
 RET_CONFIG (misconfigured: restarting cannot help) at once is held until `startsecs` has passed,
 and supervisord then records an expected exit 78 instead of a restart loop. Any other exit is
 passed on unchanged and immediately.
+
+On a host that runs only detector shards (TICKSTOCKPL_DETECTORS_ONLY, docs/scaling.md) the other
+programs belong to the main host (one relay per Redis, one heartbeat): they say so and exit 0, held
+like a misconfigured exit, so supervisord records them as done rather than retrying them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import runpy
 import sys
 import time
 
-from tickstockpl.exitcodes import RET_CONFIG, RET_USAGE
+from tickstockpl.exitcodes import RET_CONFIG, RET_OK, RET_USAGE
+from tickstockpl.settings import Settings, SettingsError
 
 STARTSECS = 2.0  # supervisord.conf's startsecs for every program (a test keeps them equal)
 
@@ -33,15 +38,30 @@ def main(argv: list[str]) -> int:
         print("usage: python -m tickstockpl.supervised tickstockpl.services.<program>", flush=True)
         return RET_USAGE
     started = time.monotonic()
-    sys.argv = [argv[0]]
-    try:
-        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as exc:
-        code = exit_code(exc)
-    if code == RET_CONFIG:
+    if not runs_here(argv[0]):
+        print(f"{argv[0]}: the main host runs it (TICKSTOCKPL_DETECTORS_ONLY here)", flush=True)
+        code = RET_OK
+    else:
+        sys.argv = [argv[0]]
+        try:
+            runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            code = exit_code(exc)
+    if code == RET_CONFIG or (code == RET_OK and time.monotonic() - started < STARTSECS):
         time.sleep(max(0.0, STARTSECS + 0.5 - (time.monotonic() - started)))
     return code
+
+
+def runs_here(module: str) -> bool:
+    """Whether this host runs `module`: all do, but a detectors-only host runs just the detector.
+    A bad setting is the program's to report (it exits RET_CONFIG naming it)."""
+    if module == "tickstockpl.services.detector":
+        return True
+    try:
+        return not Settings.from_env().detectors_only
+    except SettingsError:
+        return True
 
 
 if __name__ == "__main__":

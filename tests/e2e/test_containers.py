@@ -165,7 +165,7 @@ def test_kill_of_the_producer_and_restart_of_postgres_lose_and_duplicate_nothing
             "publishing to go on after the postgres restart",
         )
         # Quiesce: stop the source, let the relay drain, then count.
-        code, output = project.supervisorctl("stop", "tickstockpl:detector")
+        code, output = project.supervisorctl("stop", "tickstockpl:detector-0")
         assert code == 0, output
 
         def drained() -> bool:
@@ -193,7 +193,7 @@ def test_kill_of_the_producer_and_restart_of_postgres_lose_and_duplicate_nothing
     assert duplicates == 0
     assert lost == 0
     assert seen <= audited
-    code, output = project.supervisorctl("start", "tickstockpl:detector")
+    code, output = project.supervisorctl("start", "tickstockpl:detector-0")
     assert code == 0, output
 
 

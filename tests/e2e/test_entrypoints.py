@@ -146,8 +146,8 @@ def test_a_csv_replay_of_real_data_flows_through_the_stack(
     # ~13 years of daily bars in ~10 s: long enough for supervisord to see the detector start.
     overrides = {"source": "csv", "csv_files": (str(daily),), "speed": 4.0e7}
     with start_stack(**overrides) as stack, Subscriber(stack.redis()) as subscriber:
-        poll(lambda: stack.status()["tickstockpl:detector"][0] == "EXITED", 180, "the replay to finish")
-        assert stack.stack.supervisord.call("getProcessInfo", "tickstockpl:detector")["exitstatus"] == 0
+        poll(lambda: stack.status()["tickstockpl:detector-0"][0] == "EXITED", 180, "the replay to finish")
+        assert stack.stack.supervisord.call("getProcessInfo", "tickstockpl:detector-0")["exitstatus"] == 0
         poll(
             lambda: all(
                 stack.metric(name) == 0.0
@@ -179,8 +179,8 @@ def test_a_misconfigured_program_is_not_restarted_and_up_says_so(e2e_dir: Path) 
         with pytest.raises(StackError) as raised:
             stack.up(timeout_s=120)
         assert raised.value.code == RET_CONFIG
-        assert "tickstockpl:detector misconfigured" in str(raised.value)
-        info = stack.supervisord.call("getProcessInfo", "tickstockpl:detector")
+        assert "tickstockpl:detector-0 misconfigured" in str(raised.value)
+        info = stack.supervisord.call("getProcessInfo", "tickstockpl:detector-0")
         assert info["exitstatus"] == RET_CONFIG and info["statename"] in ("STOPPED", "EXITED")
         status = RunningStack(stack).status()
         assert status["tickstockpl:relay"][0] == "RUNNING"  # the rest of the stack is unaffected

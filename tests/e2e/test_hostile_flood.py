@@ -33,7 +33,7 @@ from tests.hostile import (
 from tests.integration.backtest_helpers import Listener, consumer_job, job_id, load_daily
 from tests.support import poll
 from tickstockpl import contract
-from tickstockpl.stack.supervisord import PROGRAMS
+from tickstockpl.stack.supervisord import PROCESSES
 
 pytestmark = pytest.mark.e2e
 
@@ -104,9 +104,9 @@ def test_a_flood_of_every_poison_message_restarts_nothing_and_the_stack_keeps_se
     stack = tick_stack
     assert load_daily(stack.settings) == 12_154  # bars for the normal backtest job after the flood
     before = stack.process_info()
-    assert {f"tickstockpl:{name}" for name in PROGRAMS} <= set(before)
+    assert {f"tickstockpl:{name}" for name in PROCESSES} <= set(before)
     assert all(state == "RUNNING" for state, _, _ in before.values()), before  # the stores too, if ours
-    detector_pid, backtester_pid = before["tickstockpl:detector"][1], before["tickstockpl:backtester"][1]
+    detector_pid, backtester_pid = before["tickstockpl:detector-0"][1], before["tickstockpl:backtester"][1]
     rss_before = rss_kb(detector_pid)
     cpu_before = cpu_s(detector_pid), cpu_s(backtester_pid), time.process_time()
     rejected_before = rejections(stack.stats())

@@ -18,7 +18,7 @@ from tests.e2e.stackutil import RunningStack
 from tickstockpl.local_servers import ensure_service_user
 from tickstockpl.settings import AUDIT_ROLE
 from tickstockpl.stack.base import ROOT
-from tickstockpl.stack.supervisord import PROGRAMS
+from tickstockpl.stack.supervisord import PROCESSES
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_no_program_holds_a_superuser_secret_or_runs_as_root(
         status = running.status()
         expected_user = running.stack.service_user
         expected_uid = pwd.getpwnam(expected_user).pw_uid
-        for name in PROGRAMS:
+        for name in PROCESSES:
             state, pid = status[f"tickstockpl:{name}"]
             assert state == "RUNNING" and pid > 0, status
             env = environ_of(pid)

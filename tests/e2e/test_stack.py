@@ -15,14 +15,14 @@ from tests.e2e.stackutil import ROOT, RunningStack, Subscriber, prometheus_get, 
 from tests.support import poll
 from tickstockpl import contract
 from tickstockpl.local_servers import free_port
-from tickstockpl.stack.supervisord import PROGRAMS
+from tickstockpl.stack.supervisord import PROCESSES
 
 pytestmark = pytest.mark.e2e
 
 
 def test_supervisorctl_shows_every_program_running(synthetic_stack: RunningStack) -> None:
     status = synthetic_stack.status()
-    for name in PROGRAMS:
+    for name in PROCESSES:
         assert status[f"tickstockpl:{name}"][0] == "RUNNING", status
     for store in ("stores:redis", "stores:postgres"):  # absent when the stores are containers
         assert store not in status or status[store][0] == "RUNNING", status
@@ -128,7 +128,7 @@ def test_a_real_prometheus_scrapes_the_exporter(synthetic_stack: RunningStack, t
 @pytest.mark.timeout(900)
 def test_kill_9_of_each_program_loses_and_doubles_nothing(synthetic_stack: RunningStack) -> None:
     """kill -9 through supervisorctl, each program, the relay several times mid-stream."""
-    victims = [name for name in PROGRAMS for _ in range(5 if name == "relay" else 1)]
+    victims = [name for name in PROCESSES for _ in range(5 if name == "relay" else 1)]
     kills = 0
     with Subscriber(synthetic_stack.redis()) as subscriber:
         for name in victims:
@@ -151,7 +151,7 @@ def test_kill_9_of_each_program_loses_and_doubles_nothing(synthetic_stack: Runni
 
             poll(restarted, 60, f"supervisord to restart {program}")
         # Quiesce: stop the source, let the relay drain everything, then count.
-        assert synthetic_stack.supervisorctl("stop", "tickstockpl:detector").returncode == 0
+        assert synthetic_stack.supervisorctl("stop", "tickstockpl:detector-0").returncode == 0
 
         def drained() -> bool:
             return all(
@@ -180,4 +180,4 @@ def test_kill_9_of_each_program_loses_and_doubles_nothing(synthetic_stack: Runni
     assert duplicates == 0
     assert lost == 0
     assert seen <= audited  # every event a subscriber saw has its audit row
-    assert synthetic_stack.supervisorctl("start", "tickstockpl:detector").returncode == 0
+    assert synthetic_stack.supervisorctl("start", "tickstockpl:detector-0").returncode == 0

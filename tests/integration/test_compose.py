@@ -22,7 +22,7 @@ from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import AUDIT_ROLE, BACKTEST_ROLE, READ_ROLE, Settings
 from tickstockpl.stack.compose import published_ports
 from tickstockpl.stack.embedded import SUPERUSER_VARIABLES
-from tickstockpl.stack.supervisord import PROGRAMS
+from tickstockpl.stack.supervisord import PROGRAMS, Supervisord
 from tickstockpl.supervised import STARTSECS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,7 +185,8 @@ def test_alert_rules_use_only_metrics_the_exporter_serves(
     assert used <= served, f"rules use metrics the exporter does not serve: {sorted(used - served)}"
 
 
-def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path: Path) -> None:
+def supervisord_options(tmp_path: Path, shards: int = 1, first: int = 0) -> Any:
+    """supervisord's own reading of supervisord.conf, with the environment our launchers give it."""
     from supervisor.options import ServerOptions
 
     options = ServerOptions()
@@ -194,19 +195,43 @@ def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path:
         "ENV_TICKSTOCKPL_PYTHON": sys.executable,
         "ENV_TICKSTOCKPL_AUTOSTART": "false",
         "ENV_TICKSTOCKPL_SERVICE_USER": "nobody",
+        "ENV_TICKSTOCKPL_DETECTOR_SHARDS": str(shards),
+        "ENV_TICKSTOCKPL_SHARD_FIRST": str(first),
     }
     options.configfile = str(ROOT / "supervisord.conf")
     options.process_config(do_usage=False)
+    return options
+
+
+def test_supervisord_parses_the_config_with_every_program_in_one_group(tmp_path: Path) -> None:
+    options = supervisord_options(tmp_path)
     groups = {group.name: group for group in options.process_group_configs}
     assert set(groups) == {"tickstockpl", "programwatch"}  # the event listener: its own group
     programs = {program.name: program for program in groups["tickstockpl"].process_configs}
-    assert set(programs) == set(PROGRAMS)
-    for program in programs.values():
-        assert program.command.endswith(f"-m tickstockpl.supervised tickstockpl.services.{program.name}")
+    assert set(programs) == set(Supervisord(tmp_path).processes()) == {"detector-0", *PROGRAMS[1:]}
+    for name, program in programs.items():
+        module = name.removesuffix("-0")
+        assert program.command.endswith(f"-m tickstockpl.supervised tickstockpl.services.{module}")
         assert program.startsecs == STARTSECS
         assert program.exitcodes == [0, 78]  # RET_CONFIG is "expected": misconfigured, do not restart
         assert program.stdout_logfile == "/dev/stdout" and program.stdout_logfile_maxbytes == 0
         assert program.redirect_stderr
-        assert program.environment == {"PYTHONUNBUFFERED": "1"}
+        shard = {"TICKSTOCKPL_SHARD_INDEX": "0"} if module == "detector" else {}
+        assert program.environment == {"PYTHONUNBUFFERED": "1", **shard}
         assert program.stopwaitsecs >= 10
     assert options.nodaemon and options.logfile == "/dev/null"
+
+
+def test_supervisord_runs_one_detector_per_shard_of_this_host(tmp_path: Path) -> None:
+    # A second host of two x two: shards 2 and 3 of 4, named so they never meet the first host's.
+    settings = Settings(detector_shards=2, shard_first=2, shard_count=4)
+    options = supervisord_options(tmp_path, shards=2, first=2)
+    (group,) = [group for group in options.process_group_configs if group.name == "tickstockpl"]
+    detectors = {p.name: p.environment for p in group.process_configs if p.name.startswith("detector")}
+    assert detectors == {
+        "detector-2": {"PYTHONUNBUFFERED": "1", "TICKSTOCKPL_SHARD_INDEX": "2"},
+        "detector-3": {"PYTHONUNBUFFERED": "1", "TICKSTOCKPL_SHARD_INDEX": "3"},
+    }
+    assert settings.detector_processes == tuple(detectors)
+    daemon = Supervisord(tmp_path, detectors=settings.detector_processes)
+    assert daemon.processes() == ["detector-2", "detector-3", *PROGRAMS[1:]]

@@ -165,3 +165,33 @@ def test_process_serves_metrics_and_stops_on_sigterm(settings: Settings, redis_a
     assert process.returncode == 0, stdout + stderr
     assert "serving http://127.0.0.1" in stdout
     assert stderr == ""  # the consumer's launcher never reads stderr
+
+
+def test_each_detector_shard_has_its_own_gauges_and_a_gone_shard_none(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    now = time.time()
+    redis_client.hset(
+        contract.KEY_STATS,
+        mapping={
+            "series_tracked:0": 6,
+            "series_tracked:1": 1,
+            "series_tracked:2": 9,  # left by a run with three shards
+            "tick_symbols_tracked:1": 4,
+            "shard_last_bar_time:0": repr(now - 30),
+            "shard_last_bar_time:1": repr(now - 400),
+            "tick_feed_disconnects": 2,
+        },
+    )
+    registry, collector = build_registry(settings.replace(detector_shards=2))
+    try:
+        assert sample(registry, "tickstockpl_detector_series_tracked", shard="0") == 6.0
+        assert sample(registry, "tickstockpl_detector_series_tracked", shard="1") == 1.0
+        assert sample(registry, "tickstockpl_detector_series_tracked", shard="2") is None
+        assert sample(registry, "tickstockpl_detector_tick_symbols_tracked", shard="1") == 4.0
+        ages = [sample(registry, "tickstockpl_detector_last_bar_age_seconds", shard=s) for s in "01"]
+        assert ages[0] is not None and 30 <= ages[0] < 400 <= (ages[1] or 0.0)
+        assert sample(registry, "tickstockpl_stats_total", field="series_tracked:2") is None
+        assert sample(registry, "tickstockpl_tick_feed_disconnects_total") == 2.0
+    finally:
+        collector.close()

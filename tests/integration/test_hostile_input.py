@@ -312,7 +312,7 @@ def test_finding_5_many_distinct_tickers_are_capped(detector: Detector, redis_cl
         lambda: int(stats(redis_client).get("bars_rejected:tick_too_many_symbols", 0)) >= 4_000,
         "new symbols refused beyond the cap",
     )
-    assert float(stats(redis_client)["tick_symbols_tracked"]) <= cap
+    assert float(stats(redis_client)["tick_symbols_tracked:0"]) <= cap
     # The symbols already tracked still trade: their bars close (by the clock) and are judged.
     wait_for(lambda: accepted_bars(redis_client) >= cap, "the tracked symbols' bars")
     assert detector.proc.poll() is None, detector.log()[-3000:]

@@ -264,3 +264,16 @@ def test_massive_frames_cannot_recurse_or_overflow() -> None:
     ]
     assert parse_message(json.dumps(frames), rejected) == ([], [])
     assert rejected == {"unreadable_message": 1, "bad_timestamp": 3, "bad_timeframe": 1}
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+def test_depth_counts_containers_only_and_stops_exactly_at_the_limit(limit: int) -> None:
+    def nested(levels: int) -> object:
+        value: object = {"price": 1.0, "ticker": "AAPL"}  # scalars never add a level
+        for level in range(levels - 1):
+            value = [value, 3, "x"] if level % 2 else {"k": value, "n": None}
+        return value
+
+    assert not inbound.depth_exceeds(nested(limit), limit)
+    assert inbound.depth_exceeds(nested(limit + 1), limit)
+    assert not inbound.depth_exceeds("a scalar", limit) and not inbound.depth_exceeds([], limit)

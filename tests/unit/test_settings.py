@@ -79,6 +79,12 @@ def test_empty_value_means_default() -> None:
     assert Settings.from_env({"REDIS_HOST": "", "REDIS_PORT": ""}, env_file=None).redis_port == 6379
 
 
+def test_no_timeframes_round_trip_as_none() -> None:
+    settings = Settings(timeframes=(), combo_timeframes=())
+    assert settings.to_env()["TICKSTOCKPL_TIMEFRAMES"] == "none"
+    assert Settings.from_env(settings.to_env(), env_file=None) == settings
+
+
 def test_to_env_round_trips() -> None:
     settings = Settings(postgres_password="p w'\\x", symbols=("A", "B"), audit_enabled=False, speed=0.0)
     assert Settings.from_env(settings.to_env(), env_file=None) == settings

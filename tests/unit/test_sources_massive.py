@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tickstockpl.bars import Bar
 from tickstockpl.settings import Settings
+from tickstockpl.sharding import Shard
 from tickstockpl.sources.massive import MassiveSource, parse_message
 
 S = 1_610_144_640_000  # a minute start in milliseconds
@@ -147,3 +148,21 @@ def test_refused_key_is_retried_with_backoff_not_raised(fake: FakeMassive) -> No
 def test_no_key_no_source() -> None:
     with pytest.raises(ValueError, match="MASSIVE_API_KEY"):
         MassiveSource(Settings())
+
+
+def test_a_shard_subscribes_to_its_own_symbols_and_drops_any_other_bar() -> None:
+    # FB is shard 1's of 2; AAPL and MSFT are shard 0's (tickstockpl/sharding.py).
+    server = FakeMassive(scripts=[[[am("AAPL", S, 0.45), am("FB", S, 0.46), am("MSFT", S, 0.47)]], []])
+    server.start()
+    try:
+        settings = Settings(massive_api_key="good-key", massive_ws_url=f"ws://127.0.0.1:{server.port}")
+        source = MassiveSource(settings, symbols=["AAPL", "FB", "MSFT"], shard=Shard(1, 2))
+        bars = collect(source, wanted=1)
+    finally:
+        server.stop()
+    assert [(b.symbol, b.close) for b in bars] == [("FB", 0.46)]  # the server sent all three anyway
+    assert server.received[1] == {"action": "subscribe", "params": "AM.FB"}
+    assert MassiveSource(settings, symbols=["AAPL", "FB", "MSFT"], shard=Shard(0, 2)).symbols == [
+        "AAPL",
+        "MSFT",
+    ]

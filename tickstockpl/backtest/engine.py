@@ -16,6 +16,8 @@ The rules (docs/backtesting.md has the worked examples):
 
 The exit of a trade does not depend on its size, so each symbol's candidates are priced per share
 first (`price`, the symbol's bars can then be dropped) and capital is allocated afterwards (`allocate`).
+A book keeps its candidates as one numpy record each (CANDIDATE_DTYPE, ~70 bytes, not a few hundred
+as Python objects), so hundreds of symbols over decades fit (issue 14).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tickstockpl.backtest.signals import FLAT, LONG, Signal
 FloatArray = npt.NDArray[np.float64]
 
 STOP_LOSS, TAKE_PROFIT, MAX_HOLDING, END_OF_DATA = "stop_loss", "take_profit", "max_holding", "end_of_data"
+EXIT_REASONS = (STOP_LOSS, TAKE_PROFIT, MAX_HOLDING, END_OF_DATA)
 # Rounding slack, as a fraction of initial capital, so ten entries of 0.1 x equity all fit.
 CASH_SLACK = 1e-9
 
@@ -92,14 +95,89 @@ class Trade(NamedTuple):
     exit_reason: str
 
 
+# A Candidate as one record: the pattern and exit reason as codes (Book.patterns, EXIT_REASONS).
+CANDIDATE_DTYPE = np.dtype(
+    [
+        ("signal_index", np.int64),
+        ("entry_index", np.int64),
+        ("exit_index", np.int64),
+        ("entry_time", np.int64),
+        ("exit_time", np.int64),
+        ("entry_price", np.float64),
+        ("exit_price", np.float64),
+        ("confidence", np.float64),
+        ("direction", np.int8),
+        ("pattern", np.int16),
+        ("reason", np.int8),
+    ]
+)
+
+
 class Book(NamedTuple):
     """One symbol's candidates and signal counts (see `price`)."""
 
     symbol: str
-    candidates: list[Candidate]
+    candidates: npt.NDArray[np.void]  # CANDIDATE_DTYPE records, in signal order
+    patterns: tuple[str, ...]  # the names the records' `pattern` codes stand for
     signals: int  # signals on bars inside the range
     neutral: int  # of which carried no direction
     no_next_bar: int  # directional signals on the last bar: no open to enter at
+
+    def candidate(self, n: int) -> Candidate:
+        """The `n`th candidate as a Candidate (one `.item()`: a field at a time costs ~1 us each)."""
+        (
+            signal,
+            entry,
+            exit_,
+            entry_time,
+            exit_time,
+            entry_price,
+            exit_price,
+            confidence,
+            direction,
+            pattern,
+            reason,
+        ) = self.candidates[n].item()
+        return Candidate(
+            symbol=self.symbol,
+            pattern=self.patterns[pattern],
+            direction=direction,
+            confidence=confidence,
+            signal_index=signal,
+            entry_index=entry,
+            exit_index=exit_,
+            entry_time=entry_time,
+            exit_time=exit_time,
+            entry_price=entry_price,
+            exit_price=exit_price,
+            exit_reason=EXIT_REASONS[reason],
+        )
+
+
+def pack(symbol: str, candidates: Sequence[Candidate], signals: int, neutral: int, no_next_bar: int) -> Book:
+    """A Book holding `candidates` as records."""
+    patterns = tuple(dict.fromkeys(c.pattern for c in candidates))
+    code = {name: index for index, name in enumerate(patterns)}
+    records = np.array(
+        [
+            (
+                c.signal_index,
+                c.entry_index,
+                c.exit_index,
+                c.entry_time,
+                c.exit_time,
+                c.entry_price,
+                c.exit_price,
+                c.confidence,
+                c.direction,
+                code[c.pattern],
+                EXIT_REASONS.index(c.exit_reason),
+            )
+            for c in candidates
+        ],
+        dtype=CANDIDATE_DTYPE,
+    )
+    return Book(symbol, records, patterns, signals, neutral, no_next_bar)
 
 
 class Simulation(NamedTuple):
@@ -141,15 +219,23 @@ def price(history: History, signals: Iterable[Signal], params: Parameters) -> Bo
         history.close.tolist(),
     )
     candidates = [_follow(bars, signal, params) for signal in tradable]
-    return Book(history.symbol, candidates, seen, neutral, len(chosen) - len(tradable))
+    return pack(history.symbol, candidates, seen, neutral, len(chosen) - len(tradable))
 
 
 def allocate(books: Sequence[Book], params: Parameters) -> Simulation:
     """Walk all symbols' candidates by entry time, entering those the symbol and the cash allow."""
-    queue = sorted(
-        (c.entry_time, -c.confidence, k, n)
-        for k, book in enumerate(books)
-        for n, c in enumerate(book.candidates)
+    parts = [book.candidates for book in books]
+    records = np.concatenate(parts) if parts else np.empty(0, CANDIDATE_DTYPE)
+    owners = np.repeat(np.arange(len(books)), [len(part) for part in parts])
+    numbers = np.concatenate([np.arange(len(part)) for part in parts]) if parts else np.empty(0, np.int64)
+    # Entry time, then most confident; the sort is stable, so ties keep the job's symbol order.
+    order = np.lexsort((-records["confidence"], records["entry_time"]))
+    queue = zip(
+        records["entry_time"][order].tolist(),
+        records["signal_index"][order].tolist(),
+        owners[order].tolist(),
+        numbers[order].tolist(),
+        strict=True,
     )
     equity = params.initial_capital  # realized: initial capital + P&L of closed trades
     committed = 0.0  # cash set aside by open positions
@@ -158,7 +244,7 @@ def allocate(books: Sequence[Book], params: Parameters) -> Simulation:
     busy_until = [-1] * len(books)  # per symbol: exit bar of its last trade
     trades: list[Trade] = []
     blocked = unfunded = 0
-    for entry_time, _, k, n in queue:
+    for entry_time, signal_index, k, n in queue:
         # Capital comes back after the exit bar: a position closing on this very bar still holds it.
         while open_ and open_[0][0] < entry_time:
             _, _, stake, pnl = heapq.heappop(open_)
@@ -166,15 +252,14 @@ def allocate(books: Sequence[Book], params: Parameters) -> Simulation:
             committed -= stake
         if not open_:
             committed = 0.0  # no rounding residue while flat
-        candidate = books[k].candidates[n]
-        if candidate.signal_index < busy_until[k]:
+        if signal_index < busy_until[k]:
             blocked += 1
             continue
         stake = params.max_position_size * equity
         if stake <= 0 or stake > equity - committed + slack:
             unfunded += 1
             continue
-        trade = fill(candidate, stake, params)
+        trade = fill(books[k].candidate(n), stake, params)
         heapq.heappush(open_, (trade.exit_time, len(trades), stake, trade.pnl))
         committed += stake
         busy_until[k] = trade.exit_index

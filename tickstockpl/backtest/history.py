@@ -47,6 +47,10 @@ class HistorySource(Protocol):
 
     def load(self, symbol: str, timeframe: str, start: dt.date, end: dt.date, warmup: int) -> History: ...
 
+    def symbols_with_bars(self, timeframe: str, start: dt.date, end: dt.date) -> list[str]:
+        """Every symbol with `timeframe` bars in the range, sorted (the command line's `--symbols ALL`)."""
+        ...
+
 
 def timeframe_seconds(label: str) -> int:
     """ "1d" -> 86400, "1h" -> 3600, "5m" -> 300; ValueError for anything else."""
@@ -141,6 +145,11 @@ class MemoryHistory:
                 lo, hi = self._range(series, start, end)
                 counts[symbol] = hi - lo
         return counts
+
+    def symbols_with_bars(self, timeframe: str, start: dt.date, end: dt.date) -> list[str]:
+        symbols = sorted(symbol for symbol, label in self._series if label == timeframe)
+        counts = self.bar_counts(symbols, timeframe, start, end)
+        return [symbol for symbol in symbols if counts.get(symbol)]
 
     def load(self, symbol: str, timeframe: str, start: dt.date, end: dt.date, warmup: int) -> History:
         series = self._series[(symbol, timeframe)]

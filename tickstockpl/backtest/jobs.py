@@ -18,6 +18,18 @@ from tickstockpl.inbound import show
 DAILY = "1d"  # the timeframe label jobs use unless parameters.timeframe says otherwise
 
 
+@dataclass(frozen=True)
+class JobLimits:
+    """How big a job may be: the job channel keeps TickStockAppV2's limits (the default); the command
+    line, which nobody else feeds, takes the whole market (CLI_LIMITS)."""
+
+    max_symbols: int = contract.BACKTEST_MAX_SYMBOLS
+    max_bytes: int = contract.MAX_JOB_BYTES
+
+
+CLI_LIMITS = JobLimits(contract.BACKTEST_CLI_MAX_SYMBOLS, contract.BACKTEST_CLI_MAX_JOB_BYTES)
+
+
 class JobError(inbound.Rejected):
     """A job that cannot run as sent; the message (short, escaped) says why, for the failed result."""
 
@@ -94,11 +106,11 @@ def job_id_of(raw: str | bytes) -> str | None:
     return inbound.job_id_hint(raw)
 
 
-def parse_job(raw: str | bytes) -> Job:
+def parse_job(raw: str | bytes, limits: JobLimits = JobLimits()) -> Job:
     """Parse a job message (the one decoder of `tickstock.jobs.backtest`): size, JSON and depth by
     inbound.load_object, then every field; JobError (an inbound.Rejected) says what is wrong."""
     try:
-        message = inbound.load_object(raw, contract.MAX_JOB_BYTES)
+        message = inbound.load_object(raw, limits.max_bytes)
         if message.get("job_id") in (None, ""):
             raise JobError("job_id is missing or not a string", inbound.BAD_JOB_ID)
         job_id = inbound.check_job_id(message.get("job_id"))
@@ -113,7 +125,7 @@ def parse_job(raw: str | bytes) -> Job:
     start, end = _dates(message.get("start_date"), message.get("end_date"))
     return Job(
         job_id=job_id,
-        symbols=_symbols(message.get("symbols")),
+        symbols=_symbols(message.get("symbols"), limits.max_symbols),
         patterns=_patterns(message.get("patterns")),
         start=start,
         end=end,
@@ -122,19 +134,21 @@ def parse_job(raw: str | bytes) -> Job:
     )
 
 
-def _symbols(raw: object) -> tuple[str, ...]:
+def _symbols(raw: object, limit: int) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         raise JobError("symbols must be a non-empty list of tickers")
-    if len(raw) > contract.BACKTEST_MAX_SYMBOLS:
-        raise JobError(f"too many symbols: {len(raw)} (at most {contract.BACKTEST_MAX_SYMBOLS})")
+    if len(raw) > limit:
+        raise JobError(f"too many symbols: {len(raw):,} (at most {limit:,})")
     symbols: list[str] = []
+    seen: set[str] = set()
     for item in raw:
         if not isinstance(item, str) or not item.strip() or len(item.strip()) > contract.MAX_SYMBOL_LEN:
             raise JobError(f"bad symbol {show(item)}: a ticker of 1-{contract.MAX_SYMBOL_LEN} characters")
         symbol = item.strip().upper()
         if not inbound.TICKER.fullmatch(symbol):
             raise JobError(f"bad symbol {show(item)}: not a ticker ({contract.TICKER_PATTERN})")
-        if symbol not in symbols:
+        if symbol not in seen:  # a set: thousands of symbols from the command line
+            seen.add(symbol)
             symbols.append(symbol)
     return tuple(symbols)
 

@@ -4,7 +4,8 @@ Shared by the service and the CLI. It knows no store and no channel: bars come f
 progress goes to a callback, and `keep_going()` is asked between steps so a cancel (or SIGTERM) stops
 the work within one symbol. Loading and detecting is nearly all the work, so progress counts symbols;
 the allocation over the shared timeline (engine.allocate) runs once all are priced, and each symbol's
-bars are dropped once priced, so memory holds one symbol's bars at a time.
+bars are dropped once priced, so memory holds one symbol's bars at a time, plus the priced candidates
+and the distinct bar times of the run (Timeline), whatever the number of symbols.
 """
 
 from __future__ import annotations
@@ -26,6 +27,33 @@ ProgressCallback = Callable[[float, str | None], None]
 
 class Cancelled(TickStockPLError):
     """`keep_going()` said stop: cancelled by the user, or the service is shutting down."""
+
+
+class Timeline:
+    """The distinct bar times of every symbol so far, merged in chunks: bounded by the run's distinct
+    times (a year of minutes: ~100,000), not by symbols x bars, and no re-sort per symbol."""
+
+    MERGE_AT = 2_000_000  # pending times before a merge
+
+    def __init__(self) -> None:
+        self._merged = np.empty(0, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
+
+    def add(self, times: np.ndarray) -> None:
+        self._pending.append(times)
+        self._pending_size += len(times)
+        if self._pending_size >= self.MERGE_AT:
+            self._merge()
+
+    def times(self) -> np.ndarray:
+        self._merge()
+        return self._merged
+
+    def _merge(self) -> None:
+        if self._pending:
+            self._merged = np.unique(np.concatenate([self._merged, *self._pending]))
+            self._pending, self._pending_size = [], 0
 
 
 class Outcome(NamedTuple):
@@ -57,7 +85,7 @@ def run_job(
         )
     warmup = warmup_bars(job.patterns)
     books: list[Book] = []
-    timeline = np.empty(0, dtype=np.int64)
+    timeline = Timeline()
     bars = bars_in_range = 0
     for number, symbol in enumerate(present):
         report(number / len(present), symbol)
@@ -66,7 +94,7 @@ def run_job(
         history = source.load(symbol, job.timeframe, job.start, job.end, warmup)
         found = detect(history.open, history.high, history.low, history.close, history.volume, job.patterns)
         books.append(price(history, found, job.parameters))
-        timeline = np.union1d(timeline, history.times[history.first :])
+        timeline.add(history.times[history.first :])
         bars += len(history)
         bars_in_range += history.bars_in_range
     if not should_go():
@@ -74,7 +102,7 @@ def run_job(
     run = allocate(books, job.parameters)
     trades: list[Trade] = run.trades
     capital = job.parameters.initial_capital
-    results = metrics.summarize(trades, timeline, capital, seconds)
+    results = metrics.summarize(trades, timeline.times(), capital, seconds)
     results.update(
         duration_days=job.duration_days,
         symbols_tested=len(present),

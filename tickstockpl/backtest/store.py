@@ -35,6 +35,11 @@ SELECT symbol, count(*) FROM historical_bars
 WHERE symbol = ANY(%s) AND timeframe = %s AND bar_start >= to_timestamp(%s) AND bar_start < to_timestamp(%s)
 GROUP BY symbol
 """
+_SYMBOLS_SQL = """
+SELECT symbol FROM historical_bars
+WHERE timeframe = %s AND bar_start >= to_timestamp(%s) AND bar_start < to_timestamp(%s)
+GROUP BY symbol ORDER BY symbol
+"""
 _COLUMNS = "extract(epoch FROM bar_start)::bigint, open, high, low, close, volume"
 _LOAD_SQL = f"""
 (SELECT {_COLUMNS} FROM historical_bars
@@ -91,6 +96,12 @@ class PostgresHistory:
         with self._cursor() as cur:
             cur.execute(_COUNTS_SQL, (list(symbols), timeframe, begin, stop))
             return {symbol: int(count) for symbol, count in cur.fetchall()}
+
+    def symbols_with_bars(self, timeframe: str, start: dt.date, end: dt.date) -> list[str]:
+        begin, stop = day_bounds(start, end)
+        with self._cursor() as cur:
+            cur.execute(_SYMBOLS_SQL, (timeframe, begin, stop))
+            return [symbol for (symbol,) in cur.fetchall()]
 
     def load(self, symbol: str, timeframe: str, start: dt.date, end: dt.date, warmup: int) -> History:
         begin, stop = day_bounds(start, end)

@@ -26,6 +26,9 @@ BACKTEST_TERMINAL: Final = frozenset({BACKTEST_COMPLETED, BACKTEST_FAILED, BACKT
 # `updateBacktestResults` reads them from the message itself (issue 17).
 BACKTEST_RESULT_FIELDS: Final = ("win_rate", "roi", "max_drawdown", "sharpe_ratio")
 BACKTEST_MAX_SYMBOLS: Final = 50  # the consumer's own limit on a job (§3.1)
+# `tickstockpl backtest` on the command line is not the job channel: the whole market fits (issue 14).
+BACKTEST_CLI_MAX_SYMBOLS: Final = 20_000
+BACKTEST_CLI_MAX_JOB_BYTES: Final = 1_048_576  # 20,000 tickers of up to 20 characters, quoted
 KEY_BACKTEST_CANCELS: Final = PRODUCER_PREFIX + "backtest:cancel:"  # + job_id: a cancel seen, kept 1 day
 KEY_BACKTEST_DONE: Final = PRODUCER_PREFIX + "backtest:done:"  # + job_id: its one result was sent, 7 days
 

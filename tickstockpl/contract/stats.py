@@ -18,6 +18,12 @@ STAT_DETECTED_BY: Final = "detected"  # detector: signals per pattern, before th
 STAT_SIGNALS_BELOW_MIN_CONFIDENCE: Final = "signals_below_min_confidence"  # detector: held back
 STAT_BARS_RECEIVED: Final = "bars_received"  # detector
 STAT_BARS_REJECTED: Final = "bars_rejected"  # detector; also the prefix of the per-reason fields
+STAT_SERIES_EVICTED: Final = "series_evicted"  # detector: series forgotten to stay within the cap
+STAT_TICK_FEED_DISCONNECTS: Final = "tick_feed_disconnects"  # detector: tick subscription lost (and redone)
+# Per-shard levels (HSET, not HINCRBY): `<prefix>:<shard index>`, one field per detector shard.
+STAT_SERIES_TRACKED: Final = "series_tracked"  # series in the shard's engine
+STAT_TICK_SYMBOLS_TRACKED: Final = "tick_symbols_tracked"  # symbols the shard's tick aggregator holds
+STAT_SHARD_LAST_BAR_TIME: Final = "shard_last_bar_time"  # epoch seconds of the shard's last accepted bar
 STAT_PATTERNS_PUBLISHED: Final = "patterns_published"  # relay
 STAT_PUBLISHED_BY: Final = "published"  # relay: per pattern
 STAT_PUBLISHED_ZERO_SUBSCRIBERS: Final = "published_zero_subscribers"  # relay: PUBLISH reached no one

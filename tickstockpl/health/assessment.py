@@ -36,12 +36,13 @@ class Thresholds:
 
     detector_stale_after_s: float = 300.0
     outbox_backlog: int = 10_000
+    detector_shards: int = 1  # shards across every host: each is judged on its own as well
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
         """Stale after five bars' worth of wall time (bars come faster when replay speed is up), >= 2 min."""
         bar_wall_s = settings.bar_seconds / settings.speed if settings.speed > 0 else settings.bar_seconds
-        return cls(detector_stale_after_s=max(120.0, 5 * bar_wall_s))
+        return cls(detector_stale_after_s=max(120.0, 5 * bar_wall_s), detector_shards=settings.total_shards)
 
 
 def store_component(error: Exception | None, *, disabled: bool = False) -> dict[str, Any]:
@@ -102,6 +103,8 @@ def assess(
         }
         if detector["status"] == STALE:
             reasons.append(f"detector stale: no progress for {lag:.0f} s")
+        elif thresholds.detector_shards > 1:
+            reasons.extend(_stale_shards(detector, stats, now, thresholds))
     if depths is not None:
         backed_up = depths.outbox > thresholds.outbox_backlog
         outbox = {
@@ -135,6 +138,24 @@ def assess(
         "programs": program_states,
     }
     return HealthReport(status=status, reasons=tuple(reasons), components=components)
+
+
+def _stale_shards(
+    detector: dict[str, Any], stats: StackStats, now: float, thresholds: Thresholds
+) -> list[str]:
+    """Per-shard lags into `detector`; a reason for each shard that had bars and stopped while the
+    others go on (a shard that owns no symbol never has a bar, and is not judged)."""
+    lags = {
+        shard: max(0.0, now - seen)
+        for shard, seen in stats.shard_bar_times.items()
+        if shard < thresholds.detector_shards
+    }
+    detector["shards"] = {str(shard): round(lag, 3) for shard, lag in sorted(lags.items())}
+    return [
+        f"detector shard {shard} stale: no bar for {lag:.0f} s"
+        for shard, lag in sorted(lags.items())
+        if lag > thresholds.detector_stale_after_s
+    ]
 
 
 def health_event(

@@ -122,6 +122,7 @@ class StackStats:
     started_at: float | None  # set by the heartbeat when a stack run begins
     stopped_at: float | None  # set by the heartbeat when it stops cleanly
     fields: Mapping[str, str] = field(default_factory=dict)  # every field, for the exporter
+    shard_bar_times: Mapping[int, float] = field(default_factory=dict)  # detector shard -> its last bar
 
     @property
     def running(self) -> bool:
@@ -153,7 +154,20 @@ def parse_stats(raw: Mapping[Any, Any]) -> StackStats:
         started_at=_float_field(fields, contract.STAT_STARTED_AT),
         stopped_at=_float_field(fields, contract.STAT_STOPPED_AT),
         fields=fields,
+        shard_bar_times=_shard_bar_times(fields),
     )
+
+
+def _shard_bar_times(fields: Mapping[str, str]) -> dict[int, float]:
+    """`shard_last_bar_time:<shard>` fields, by shard."""
+    times = {}
+    for name in fields:
+        prefix, _, shard = name.partition(":")
+        if prefix == contract.STAT_SHARD_LAST_BAR_TIME and shard.isdigit():
+            value = _float_field(fields, name)
+            if value is not None:
+                times[int(shard)] = value
+    return times
 
 
 def read_stats(client: redis.Redis) -> StackStats:

@@ -6,8 +6,10 @@ per state change) and the buffer keeps the newest `buffer_max` events, counting 
 Counters for other processes (exporter, heartbeat) go to the stats hash in the same flush:
 `bars_received`, `bars_rejected`, `bars_rejected:<reason>`, `detected:<pattern>` (every signal),
 `signals_below_min_confidence` (detected, not published: TICKSTOCKPL_MIN_CONFIDENCE), `last_bar_time`,
-`series_evicted` (series the engine forgot to stay within its cap), and the gauges `series_tracked`
-(the engine's series) and, for the tick feed, `tick_symbols_tracked` (HSET, not HINCRBY).
+`series_evicted` (series the engine forgot to stay within its cap), `tick_feed_disconnects`, and per
+shard (HSET, not HINCRBY; `<name>:<shard index>`) `shard_last_bar_time`, the gauge `series_tracked`
+(the engine's series) and, for the tick feed, `tick_symbols_tracked`. Every shard (sharding.py; one
+detector process each) adds to the same counters: their sums are the market's.
 
 SIGTERM: finish the batch in flight, flush what can be flushed within `drain_timeout_s`, exit 0;
 a second SIGTERM exits at once (tickstockpl.lifecycle).
@@ -49,8 +51,12 @@ DRAIN_TIMEOUT_S = 10.0  # how long a stopping detector keeps trying to hand over
 class EventBuffer:
     """Events and counter deltas waiting for Redis, flushed by one background thread."""
 
-    def __init__(self, client: redis.Redis, buffer_max: int = BUFFER_MAX) -> None:
+    def __init__(self, client: redis.Redis, buffer_max: int = BUFFER_MAX, shard_index: int = 0) -> None:
         self.client = client
+        self.last_bar_fields = (
+            contract.STAT_LAST_BAR_TIME,
+            contract.stat_field(contract.STAT_SHARD_LAST_BAR_TIME, shard_index),
+        )
         self.events: deque[dict[str, Any]] = deque()
         self.buffer_max = buffer_max
         self.stats: Counter[str] = Counter()
@@ -159,7 +165,7 @@ class EventBuffer:
         for name, value in stats.items():
             pipe.hincrby(contract.KEY_STATS, name, value)
         if last_bar is not None:
-            pipe.hset(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME, repr(last_bar))
+            pipe.hset(contract.KEY_STATS, mapping=dict.fromkeys(self.last_bar_fields, repr(last_bar)))
         if gauges:
             pipe.hset(contract.KEY_STATS, mapping={name: str(value) for name, value in gauges.items()})
         pipe.execute()
@@ -191,11 +197,13 @@ class Detector:
         self.engine = engine or engine_for(settings.timeframes, settings.combo_timeframes, calendar)
         self.events = EventBuilder(calendar)
         self.min_confidence = settings.min_confidence
-        self.buffer = EventBuffer(client or redis_client(settings), buffer_max)
+        self.shard = settings.shard
+        self.buffer = EventBuffer(client or redis_client(settings), buffer_max, self.shard.index)
         self.bars = 0
         self.signals = 0
         self._source_rejects_seen: Counter[str] = Counter()
         self._evicted_seen = 0
+        self._disconnects_seen = 0
 
     def step(self, batch: list[Any]) -> int:
         """Judge one batch of closed bars and buffer its events; return how many signals."""
@@ -216,12 +224,16 @@ class Detector:
         for signal in signals:
             stats[contract.stat_field(contract.STAT_DETECTED_BY, signal.pattern)] += 1
         stats[STAT_BELOW_MIN_CONFIDENCE] = len(signals) - len(published)
-        stats["series_evicted"] = self.engine.evicted - self._evicted_seen
+        stats[contract.STAT_SERIES_EVICTED] = self.engine.evicted - self._evicted_seen
         self._evicted_seen = self.engine.evicted
-        gauges = {"series_tracked": self.engine.series}
+        disconnects = int(getattr(self.source, "disconnects", 0))  # the tick feed's lost subscriptions
+        stats[contract.STAT_TICK_FEED_DISCONNECTS] = disconnects - self._disconnects_seen
+        self._disconnects_seen = disconnects
+        shard = self.shard.index
+        gauges = {contract.stat_field(contract.STAT_SERIES_TRACKED, shard): self.engine.series}
         tracked = getattr(self.source, "tracked_symbols", None)  # the tick feed's per-symbol state
         if tracked is not None:
-            gauges["tick_symbols_tracked"] = int(tracked)
+            gauges[contract.stat_field(contract.STAT_TICK_SYMBOLS_TRACKED, shard)] = int(tracked)
         self.buffer.put(events, +stats, time.time() if accepted else None, gauges)
         self.bars += len(batch)
         self.signals += len(signals)
@@ -315,8 +327,9 @@ def _run(
     except RedisUnavailable:
         pass  # down for now: the flusher buffers the events and backs off until Redis answers
     log.info(
-        "detector starting: source=%s, %d patterns, publishing confidence >= %.2f, redis %s",
+        "detector starting: source=%s (%s), %d patterns, publishing confidence >= %.2f, redis %s",
         settings.source,
+        detector.shard,
         len(detector.engine.pset.names),
         settings.min_confidence,
         settings.redis_target,

@@ -43,6 +43,7 @@ from tickstockpl.services.exporter_metrics import (
     heartbeat_metric,
     persistence_metrics,
     program_metrics,
+    redis_metrics,
     stats_metrics,
 )
 from tickstockpl.settings import Settings
@@ -71,6 +72,7 @@ class StackCollector(Collector):
         self._lock = threading.Lock()  # the HTTP server may scrape from two threads at once
         self._was_up: dict[str, bool] = {}  # per store, for logging each change once
         self._persistence_read: tuple[float, health.RedisPersistence] | None = None
+        self._info_allowed = True  # INFO stats, until Redis refuses it (an ACL without +info)
 
     def describe(self) -> Iterable[Metric]:
         return []  # nothing known before the first scrape; keeps registration free of I/O
@@ -129,7 +131,8 @@ class StackCollector(Collector):
         depths = replies[2 : 2 + len(DEPTHS)]
         stream_length, programs, numsub = replies[-3], replies[-2], replies[-1]
         now = time.time()
-        metrics = list(stats_metrics(stats, now))
+        metrics = list(stats_metrics(stats, now, self._settings.total_shards))
+        metrics.extend(redis_metrics(self._info_stats()))
         metrics.append(heartbeat_metric(heartbeat, now))
         for (name, help_text), depth in zip(DEPTHS.values(), depths, strict=True):
             metrics.append(GaugeMetricFamily(PREFIX + name, help_text, value=float(depth)))
@@ -150,6 +153,20 @@ class StackCollector(Collector):
         backlog = int(depths[list(DEPTHS).index(contract.KEY_AUDIT_BACKLOG)])
         metrics.extend(persistence_metrics(self._persistence(now), backlog))
         return metrics, True
+
+    def _info_stats(self) -> dict[str, Any] | None:
+        """INFO stats, or None where Redis refuses it (then never asked again) or fails now."""
+        if not self._info_allowed:
+            return None
+        try:
+            info: dict[str, Any] = self._redis.info("stats")
+        except redis.ResponseError as exc:  # NOPERM: the producer's ACL has no +info
+            log.info("Redis refuses INFO (%s): no tickstockpl_redis_output_buffer_disconnections", exc)
+            self._info_allowed = False
+            return None
+        except (redis.RedisError, OSError):
+            return None
+        return info
 
     def _persistence(self, now: float) -> health.RedisPersistence:
         """Read at most once a minute (two or three round trips; it rarely changes)."""

@@ -79,6 +79,12 @@ STAT_FAMILIES: tuple[StatFamily, ...] = (
         "bars_received", "Closed bars the detector received.", contract.STAT_BARS_RECEIVED, label=None
     ),
     StatFamily(
+        "tick_feed_disconnects",
+        "Times a detector lost its tick subscription (ticks sent meanwhile are lost): docs/scaling.md.",
+        contract.STAT_TICK_FEED_DISCONNECTS,
+        label=None,
+    ),
+    StatFamily(
         "bars_rejected",
         "Bars the detector rejected, by reason.",
         contract.STAT_BARS_REJECTED,
@@ -124,6 +130,14 @@ STAT_TIMESTAMPS: Mapping[str, tuple[str, str]] = {
     contract.STAT_LAST_BAR_TIME: (
         "last_bar_timestamp_seconds",
         "When the detector last accepted a bar (epoch seconds, the wall clock).",
+    ),
+}
+# Per-shard levels `<prefix>:<shard>` in the stats hash, served as gauges labelled by shard.
+SHARD_GAUGES: Mapping[str, tuple[str, str]] = {
+    contract.STAT_SERIES_TRACKED: ("detector_series_tracked", "Series in the detector shard's engine."),
+    contract.STAT_TICK_SYMBOLS_TRACKED: (
+        "detector_tick_symbols_tracked",
+        "Symbols the detector shard's tick aggregator holds.",
     ),
 }
 # Lists whose length is the metric.
@@ -190,8 +204,11 @@ def program_metrics(programs: Mapping[str, health.ProgramState]) -> Iterator[Met
     yield from (running, failing, failures)
 
 
-def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> Iterator[Metric]:
-    """The stats hash as metric families: known counters by name, every other number generically."""
+def stats_metrics(
+    raw_stats: Mapping[bytes | str, bytes | str], now: float, shards: int = 1
+) -> Iterator[Metric]:
+    """The stats hash as metric families: known counters by name, per-shard levels for the `shards`
+    detector shards, every other number generically."""
     stats: dict[str, float] = {}
     for key, raw in raw_stats.items():
         value = parse_number(raw)
@@ -213,6 +230,7 @@ def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> I
         used.add(field)
         if field in stats:
             yield GaugeMetricFamily(PREFIX + name, help_text, value=stats[field])
+    yield from shard_metrics(stats, now, shards, used)
     other = CounterMetricFamily(
         PREFIX + "stats", "Other counters in the stack's stats hash, by field.", labels=["field"]
     )
@@ -220,6 +238,45 @@ def stats_metrics(raw_stats: Mapping[bytes | str, bytes | str], now: float) -> I
         if field not in used:
             other.add_metric([field], value)
     yield other
+
+
+def shard_metrics(stats: Mapping[str, float], now: float, shards: int, used: set[str]) -> Iterator[Metric]:
+    """Each detector shard's levels and last bar age; fields of shards beyond `shards` (left by a run
+    with more of them) are consumed but not served."""
+    last_bar = GaugeMetricFamily(
+        PREFIX + "detector_last_bar_age_seconds",
+        "Seconds since the detector shard last accepted a bar (a shard that owns no symbol has none).",
+        labels=["shard"],
+    )
+    levels = {
+        prefix: GaugeMetricFamily(PREFIX + name, help_text, labels=["shard"])
+        for prefix, (name, help_text) in SHARD_GAUGES.items()
+    }
+    for field, value in sorted(stats.items()):
+        prefix, _, label = field.partition(":")
+        if not label.isdigit() or (prefix not in levels and prefix != contract.STAT_SHARD_LAST_BAR_TIME):
+            continue
+        used.add(field)
+        if int(label) >= shards:
+            continue
+        if prefix == contract.STAT_SHARD_LAST_BAR_TIME:
+            last_bar.add_metric([label], max(0.0, now - value))
+        else:
+            levels[prefix].add_metric([label], value)
+    yield last_bar
+    yield from levels.values()
+
+
+def redis_metrics(info: Mapping[str, object] | None) -> Iterator[Metric]:
+    """Redis's own count of clients it closed for passing client-output-buffer-limit (INFO stats,
+    Redis releases after 7.0): a subscriber closed so, ours or TickStockAppV2's, lost messages."""
+    value = (info or {}).get("client_output_buffer_limit_disconnections")
+    if isinstance(value, int | float):
+        yield CounterMetricFamily(
+            PREFIX + "redis_output_buffer_disconnections",
+            "Clients Redis closed for overflowing their output buffer (INFO stats; pub/sub messages lost).",
+            value=float(value),
+        )
 
 
 def family_metric(family: StatFamily, stats: Mapping[str, float], used: set[str]) -> Metric:

@@ -33,29 +33,37 @@ class BarSource(Protocol):
 
 
 def build_source(settings: Settings) -> BarSource:
-    """The source the settings name (TICKSTOCKPL_SOURCE)."""
-    if settings.source == "csv":
-        from tickstockpl.sources.csv_replay import CsvReplaySource
-
-        return CsvReplaySource(settings.csv_files, speed=settings.speed)
+    """The source the settings name (TICKSTOCKPL_SOURCE), cut to the detector's shard."""
+    shard = settings.shard
     if settings.source == "ticks":
         from tickstockpl.sources.ticks import TickFeedSource
 
-        return TickFeedSource(settings)
+        return TickFeedSource(settings, shard=shard)
     if settings.source == "massive":
         from tickstockpl.sources.massive import MassiveSource
 
-        return MassiveSource(settings)
-    from tickstockpl.patterns.sessions import SessionCalendar
-    from tickstockpl.sources.synthetic import SyntheticSource
+        return MassiveSource(settings, shard=shard)
+    source: BarSource
+    if settings.source == "csv":
+        from tickstockpl.sources.csv_replay import CsvReplaySource
 
-    on_sessions = settings.synthetic_clock == "sessions"
-    return SyntheticSource(
-        settings.symbols,
-        seed=settings.synthetic_seed,
-        bar_seconds=settings.bar_seconds,
-        speed=settings.speed,
-        lookback_s=settings.synthetic_lookback_s,
-        sessions=SessionCalendar(settings.session_calendar) if on_sessions else None,
-        history=settings.synthetic_history,
-    )
+        source = CsvReplaySource(settings.csv_files, speed=settings.speed)
+    else:
+        from tickstockpl.patterns.sessions import SessionCalendar
+        from tickstockpl.sources.synthetic import SyntheticSource
+
+        on_sessions = settings.synthetic_clock == "sessions"
+        source = SyntheticSource(
+            settings.symbols,
+            seed=settings.synthetic_seed,
+            bar_seconds=settings.bar_seconds,
+            speed=settings.speed,
+            lookback_s=settings.synthetic_lookback_s,
+            sessions=SessionCalendar(settings.session_calendar) if on_sessions else None,
+            history=settings.synthetic_history,
+        )
+    if not shard.sharded:
+        return source
+    from tickstockpl.sources.sharded import ShardedSource
+
+    return ShardedSource(source, shard)

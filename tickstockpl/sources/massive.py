@@ -28,6 +28,7 @@ from tickstockpl import inbound
 from tickstockpl.backoff import Backoff
 from tickstockpl.bars import DAY_SECONDS, Bar, bar_from_fields
 from tickstockpl.settings import Settings
+from tickstockpl.sharding import Shard
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,16 @@ class MassiveSource:
         symbols: Sequence[str] | None = None,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
+        shard: Shard | None = None,
     ) -> None:
         self.url = url or settings.massive_ws_url
         self.api_key = api_key if api_key is not None else settings.massive_api_key
         if not self.api_key:
             raise ValueError("the massive source needs MASSIVE_API_KEY")
-        self.symbols = list(symbols if symbols is not None else settings.symbols)
+        # A shard subscribes to its own symbols only, and drops any other bar the server sends.
+        self.shard = shard or Shard()
+        wanted = symbols if symbols is not None else settings.symbols
+        self.symbols = [symbol for symbol in wanted if self.shard.owns(symbol)]
         self.rejected: Counter[str] = Counter()
         self.connections = 0  # successful authentications, for tests and logs
         self._backoff = Backoff("Massive websocket", base_s=backoff_base_s, cap_s=backoff_cap_s)
@@ -121,6 +126,9 @@ class MassiveSource:
             self._thread.join(5.0)
 
     async def _run(self) -> None:
+        if not self.symbols:
+            log.warning("Massive websocket: no symbol of TICKSTOCKPL_SYMBOLS is in %s; idle", self.shard)
+            return
         while not self._stop.is_set():
             try:
                 await self._session()
@@ -149,6 +157,7 @@ class MassiveSource:
                 except TimeoutError:
                     continue
                 bars, _ = parse_message(raw, self.rejected)
+                bars = [bar for bar in bars if self.shard.owns(bar.symbol)]
                 if bars:
                     await asyncio.to_thread(self._queue.put, bars)
 

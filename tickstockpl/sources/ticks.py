@@ -11,7 +11,10 @@ Every message is decoded by inbound.decode_tick first (size, JSON depth, ticker 
 price and volume, a timestamp within a year before and 5 minutes after the wall clock), so a
 rejected tick never reaches the aggregator or moves its clock. Rejections are counted as
 `tick_<reason>` (the detector reports them as `bars_rejected:tick_<reason>`) and logged, sampled.
-Per-symbol state is bounded (TickAggregator).
+Per-symbol state is bounded (TickAggregator). A sharded detector (sharding.py) hears every tick and
+keeps only its own symbols' before aggregating; a tick without a readable ticker is shard 0's to count.
+A lost subscription (Redis closes a subscriber that falls behind: docs/scaling.md) is counted in
+`disconnects` and redone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tickstockpl.backoff import Backoff
 from tickstockpl.bars import Bar
 from tickstockpl.logs import SampledLog, escape
 from tickstockpl.settings import Settings
+from tickstockpl.sharding import Shard
 from tickstockpl.stores import redis_client
 
 log = logging.getLogger(__name__)
@@ -174,7 +178,15 @@ class TickAggregator:
 class TickFeedSource:
     """Subscribes to the consumer's tick channel and yields 1-minute bars as they close."""
 
-    def __init__(self, settings: Settings, poll_s: float = 0.5, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        poll_s: float = 0.5,
+        client: redis.Redis | None = None,
+        *,
+        shard: Shard | None = None,
+    ) -> None:
+        self.shard = shard or Shard()  # every shard hears every tick and keeps its own symbols'
         self._own_client = client is None  # close() closes only a client this source opened
         self.client = client or redis_client(settings)
         self.aggregator = TickAggregator(bar_seconds=60)
@@ -183,6 +195,9 @@ class TickFeedSource:
         self.rejected = self.aggregator.rejected
         self.poll_s = poll_s
         self.subscribed = threading.Event()  # set once SUBSCRIBE is confirmed (tests wait on it)
+        # Subscriptions lost: Redis closes a subscriber whose output buffer passes
+        # client-output-buffer-limit pubsub (docs/scaling.md), or the connection broke.
+        self.disconnects = 0
         self._pubsub: Any = None
         self._backoff = Backoff("Redis (tick feed)", cap_s=10.0)
 
@@ -192,19 +207,24 @@ class TickFeedSource:
         return self.aggregator.tracked
 
     def batches(self, stop: threading.Event) -> Iterator[list[Bar]]:
+        reported = self.disconnects
         while not stop.is_set():
             try:
                 self._read(stop)
             except redis.RedisError as exc:
+                if self.subscribed.is_set():  # a subscription lost: what it was sent meanwhile is gone
+                    self.disconnects += 1
+                    log.warning("tick feed subscription lost (%s): ticks sent until it is back are lost", exc)
                 self._drop_pubsub()
                 stop.wait(self._backoff.failed(exc))
                 continue
             bars = self.aggregator.flush()
             for _, group in groupby(bars, key=lambda bar: bar.start):
                 yield list(group)
-            if not bars and self.rejected != self._rejects_reported:
-                yield []  # no bar, but rejected ticks: let the detector count them now
+            if not bars and (self.rejected != self._rejects_reported or self.disconnects != reported):
+                yield []  # no bar, but rejected ticks or a lost subscription: let the detector count them
             self._rejects_reported = Counter(self.rejected)
+            reported = self.disconnects
 
     def _read(self, stop: threading.Event) -> None:
         """Take the ticks that arrive within one poll interval."""
@@ -225,10 +245,17 @@ class TickFeedSource:
 
     def _take(self, raw: bytes | str) -> None:
         try:
-            tick = inbound.decode_tick(raw)
+            message = inbound.load_object(raw, contract.MAX_TICK_BYTES)
         except inbound.Rejected as exc:
-            self.aggregator.reject(exc)
-            self._sampled.warning(exc.reason, "tick rejected (%s): %s", exc.reason, exc)
+            if self.shard.counts_unowned:  # unreadable: no shard owns it, shard 0 counts it
+                self._reject(exc)
+            return
+        if not self._mine(message.get("ticker")):
+            return
+        try:
+            tick = inbound.check_tick(message)
+        except inbound.Rejected as exc:
+            self._reject(exc)
             return
         if not self.aggregator.add(tick):
             reason = self.aggregator.last_reason
@@ -239,6 +266,18 @@ class TickFeedSource:
                 tick.timestamp,
                 WHY.get(reason, reason),
             )
+
+    def _mine(self, ticker: object) -> bool:
+        """A tick of this shard's symbols; one without a readable ticker is shard 0's, to count."""
+        if not self.shard.sharded:
+            return True
+        if isinstance(ticker, str) and inbound.TICKER.fullmatch(ticker):
+            return self.shard.owns(ticker)
+        return self.shard.counts_unowned
+
+    def _reject(self, exc: inbound.Rejected) -> None:
+        self.aggregator.reject(exc)
+        self._sampled.warning(exc.reason, "tick rejected (%s): %s", exc.reason, exc)
 
     def _drop_pubsub(self) -> None:
         self.subscribed.clear()

@@ -48,7 +48,7 @@ class EmbeddedStack:
     _service_user: str = field(default="", repr=False)  # "root" when the fallback applies
 
     def __post_init__(self) -> None:
-        self.supervisord = Supervisord(self.var_dir, self.root)
+        self.supervisord = Supervisord(self.var_dir, self.root, self.settings.detector_processes)
 
     def environment(self) -> dict[str, str]:
         """What supervisord (and so every program) runs with: the resolved settings, spelled out,
@@ -109,8 +109,10 @@ class EmbeddedStack:
 
     def failing_checks(self) -> list[str]:
         programs = self.supervisord.programs()
-        return required_checks(
-            self.settings, heartbeat="heartbeat" in programs, metrics="exporter" in programs
+        return required_checks(  # a detectors-only host serves no /metrics: the main host does
+            self.settings,
+            heartbeat="heartbeat" in programs,
+            metrics="exporter" in programs and not self.settings.detectors_only,
         )
 
     def unhealthy_reasons(self) -> list[str]:

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from tickstockpl.exitcodes import RET_CONFIG, RET_FAILED, RET_OK
+from tickstockpl.sharding import DETECTOR_PROGRAM, detector_process
 from tickstockpl.stack import logfile
 from tickstockpl.stack.base import ROOT, StackError, say, wait_until
 from tickstockpl.supervised import STARTSECS
 
-PROGRAMS = ("detector", "relay", "heartbeat", "exporter", "backtester")  # supervisord.conf's group
+PROGRAMS = (DETECTOR_PROGRAM, "relay", "heartbeat", "exporter", "backtester")  # supervisord.conf's group
+PROCESSES = (detector_process(0), *PROGRAMS[1:])  # the group's processes with one detector shard
 GROUP = "tickstockpl"
 RUNNING, FATAL, EXITED, BACKOFF = "RUNNING", "FATAL", "EXITED", "BACKOFF"
 # A program that exits 78 does so once its imports are done and its configuration read: measured
@@ -50,6 +52,8 @@ class Supervisord:
 
     var_dir: Path
     root: Path = ROOT
+    # This host's detector processes, one per shard (Settings.detector_processes).
+    detectors: tuple[str, ...] = (detector_process(0),)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # if we started it
     _writer: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # its log writer, if ours
 
@@ -78,6 +82,13 @@ class Supervisord:
         return [
             name for name in PROGRAMS if (self.root / "tickstockpl" / "services" / f"{name}.py").is_file()
         ]
+
+    def processes(self) -> list[str]:
+        """The group's processes: one per program, and the detector's once per shard."""
+        names: list[str] = []
+        for name in self.programs():
+            names.extend(self.detectors if name == DETECTOR_PROGRAM else [name])
+        return names
 
     def pid(self) -> int | None:
         """The pid of our supervisord if it is alive and answers on our socket."""
@@ -177,11 +188,19 @@ class Supervisord:
         return RET_OK
 
     def start_programs(self) -> None:
-        for name in self.programs():
-            info = self.call("getProcessInfo", f"{GROUP}:{name}")
+        for name in self.processes():
+            try:
+                info = self.call("getProcessInfo", f"{GROUP}:{name}")
+            except xmlrpc.client.Fault as exc:  # BAD_NAME: it was started with other shard settings
+                raise StackError(
+                    f"the running supervisord has no {GROUP}:{name} ({exc.faultString}): it was"
+                    " started with other TICKSTOCKPL_DETECTOR_SHARDS / TICKSTOCKPL_SHARD_FIRST;"
+                    " `make down`, then `make up`",
+                    RET_CONFIG,
+                ) from None
             if info["statename"] not in (RUNNING, "STARTING"):
                 self.call("startProcess", f"{GROUP}:{name}", False)
-        say(f"started {', '.join(self.programs())}")
+        say(f"started {', '.join(self.processes())}")
 
     def check_programs(self) -> None:
         """Fail fast (with the exit code) when a program gave up or exited misconfigured.
@@ -191,7 +210,7 @@ class Supervisord:
         """
         for info in self.process_info():
             name = f"{info['group']}:{info['name']}"
-            if info["group"] == GROUP and info["name"] not in self.programs():
+            if info["group"] == GROUP and info["name"] not in self.processes():
                 continue
             misconfigured = info["exitstatus"] == RET_CONFIG and info["statename"] in (BACKOFF, EXITED, FATAL)
             if misconfigured and info["statename"] == BACKOFF:
@@ -209,11 +228,11 @@ class Supervisord:
                 )
 
     def not_ready(self) -> list[str]:
-        """Our programs that are not RUNNING (past the start-up hold) or DONE, with their state."""
+        """Our processes that are not RUNNING (past the start-up hold) or DONE, with their state."""
         states = {info["name"]: _readiness(info) for info in self.process_info() if info["group"] == GROUP}
         return [
             f"{name} is {states.get(name, 'missing')}"
-            for name in self.programs()
+            for name in self.processes()
             if states.get(name) not in (RUNNING, "DONE")
         ]
 
