@@ -44,6 +44,7 @@ from bench.boundary_subscriber import IDLE_S, Subscriber
 from bench.common import ROOT, percentile, print_table, record, start_durable_stores
 from tickstockpl import contract
 from tickstockpl.settings import Settings
+from tickstockpl.stores import connect_postgres
 
 SYMBOLS = 10_000
 WARMUP = 40  # boundaries before measuring (the longest pattern warm-up is 32 bars; the rate is steady by 40)
@@ -67,6 +68,7 @@ class Pipeline:
     detector_cpu_s: float
     relay_cpu_s: float
     relay: RelaySide
+    met: list[tuple[int, int]]  # per measured burst: Redis forks and PostgreSQL checkpoints begun
 
 
 def _cpu_s(pid: int) -> float:
@@ -140,6 +142,42 @@ class Progress:
         )
 
 
+class StoreEvents:
+    """Background work of the stores that a burst may meet: Redis forks (AOF rewrites) and
+    PostgreSQL checkpoints, counted as each starts."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.conn = connect_postgres(settings.postgres_dsn)
+
+    def read(self) -> tuple[int, int]:
+        forks = int(self.client.info("stats")["total_forks"])
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+            row = cur.fetchone()
+        return forks, int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _rewrite_aof(client: redis.Redis) -> None:
+    """Have Redis rewrite its AOF now, and wait until it has (one may be running already)."""
+    requested = False
+    while True:
+        state = client.info("persistence")
+        if state["aof_rewrite_in_progress"] or state["aof_rewrite_scheduled"]:
+            time.sleep(POLL_S)
+        elif requested:
+            return
+        else:
+            try:
+                client.bgrewriteaof()
+                requested = True
+            except redis.ResponseError:  # one started meanwhile: wait for it, then ask again
+                time.sleep(POLL_S)
+
+
 def _probe_event() -> str:
     """One valid event without a boundary stamp: the relay has connected and loaded its scripts."""
     return contract.encode(
@@ -147,18 +185,27 @@ def _probe_event() -> str:
     )
 
 
-def run_pipeline(
-    settings: Settings, subscriber: Subscriber, log: Path
-) -> tuple[list[tuple[float, ...]], list[float], tuple[float, float], RelaySide, int]:
-    """Warm up, then release the measured boundaries one by one. Returns every message received,
-    the release times of the measured boundaries, the CPU seconds of the detector and the relay,
-    the relay's own figures over the measured bursts, and the events of the warm-up.
+@dataclass
+class Run:
+    """What one pipeline run leaves for the analysis."""
+
+    received: list[tuple[float, ...]]  # every message: received, bar_received_at, timestamp, bar_start
+    releases: list[float]  # when each measured boundary was cued
+    cpu: tuple[float, float]  # CPU seconds of the detector and the relay
+    relay: RelaySide
+    warmup_events: int  # what the detector meant to publish in the warm-up
+    met: list[tuple[int, int]]  # per measured burst: Redis forks and PostgreSQL checkpoints begun
+
+
+def run_pipeline(settings: Settings, subscriber: Subscriber, log: Path) -> Run:
+    """Warm up, then release the measured boundaries one by one.
 
     The warm-up's events are enqueued, then dropped before the relay starts (at minimum
     confidence 0 they are 150,000, a minute of relaying that measures nothing); Redis then rewrites
     its AOF, so that no rewrite of their 100 MB falls into the measured bursts.
     """
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    stores = StoreEvents(client, settings)
     detector = _process("bench.boundary_detector", settings, log, stdin=subprocess.PIPE)
     relay: subprocess.Popen[bytes] | None = None
     assert detector.stdin is not None
@@ -178,13 +225,12 @@ def run_pipeline(
         detector.stdin.flush()
         warm = wait(lambda p: p.bars == WARMUP * SYMBOLS and p.enqueued == p.wanted, 300)
         client.delete(contract.KEY_OUTBOX)
-        client.bgrewriteaof()
-        while client.info("persistence")["aof_rewrite_in_progress"]:
-            time.sleep(POLL_S)
+        _rewrite_aof(client)
         relay = _process("tickstockpl.supervised tickstockpl.services.relay", settings, log)
         client.lpush(contract.KEY_OUTBOX, _probe_event())
         base = wait(lambda p: p.published == 1, 60)
         before = _stats(client)
+        background = [stores.read()]
         for k in range(1, MEASURED + 1):
             time.sleep(IDLE_S)
             releases.append(time.time())
@@ -197,29 +243,31 @@ def run_pipeline(
                 ),
                 60,
             )
+            background.append(stores.read())
         cpu = (_cpu_s(detector.pid), _cpu_s(relay.pid))
         relay_side = RelaySide.between(before, _stats(client))
         detector.stdin.close()  # the source ends: the detector exits 0
         detector.wait(30)
         received = subscriber.collect()
     finally:
+        if not detector.stdin.closed:
+            detector.stdin.close()  # a detector waiting for its cue reads EOF and stops
         for process in (detector, relay):
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(30)
+        stores.close()
         client.close()
-    return received, releases, cpu, relay_side, warm.wanted
+    met = [
+        tuple(b - a for a, b in zip(x, y, strict=True))
+        for x, y in zip(background, background[1:], strict=False)
+    ]
+    return Run(received, releases, cpu, relay_side, warm.wanted, met)  # type: ignore[arg-type]
 
 
-def analyse(
-    received: Sequence[tuple[float, ...]],
-    floor_counts: Sequence[int],
-    warmup_events: int,
-    releases: Sequence[float],
-    cpu: tuple[float, float],
-    relay_side: RelaySide,
-) -> Pipeline:
+def analyse(run: Run, floor_counts: Sequence[int]) -> Pipeline:
     """Per boundary and per event figures, after checking these are the floor's bursts exactly."""
+    received, releases, warmup_events = run.received, run.releases, run.warmup_events
     if warmup_events != sum(floor_counts[:WARMUP]):
         raise RuntimeError(
             f"warm-up: the detector meant {warmup_events} events, the floor {sum(floor_counts[:WARMUP])}"
@@ -237,7 +285,7 @@ def analyse(
             if counts.get(k) != expected.get(k)
         }
         raise RuntimeError(f"not the floor's bursts (boundary: (pipeline, floor) events): {wrong}")
-    result = Pipeline(counts, [], [], [], [], 0.0, *cpu, relay_side)
+    result = Pipeline(counts, [], [], [], [], 0.0, *run.cpu, run.relay, run.met)
     for k, released in zip(range(WARMUP, WARMUP + MEASURED), releases, strict=True):
         rows = by_boundary[k]
         stamps = {row[1] for row in rows}
@@ -267,12 +315,10 @@ def density(
     measured = range(WARMUP, WARMUP + MEASURED)
     try:
         started = time.perf_counter()
-        received, releases, cpu, relay_side, warmup_events = run_pipeline(
-            settings, subscriber, directory / "services.log"
-        )
+        run = run_pipeline(settings, subscriber, directory / "services.log")
         between = time.perf_counter()
         floor = boundary_floor.measure(settings, subscriber, WARMUP + MEASURED, measured, min_confidence)
-        pipeline = analyse(received, floor.counts, warmup_events, releases, cpu, relay_side)
+        pipeline = analyse(run, floor.counts)
         timing = (between - started, time.perf_counter() - between)
         return pipeline, floor, timing
     finally:
@@ -316,6 +362,19 @@ def report(name: str, conf: float, pipeline: Pipeline, floor: boundary_floor.Flo
         f"cue -> the detector's boundary stamp: at most {pipeline.release_lag * 1000:.1f} ms; CPU over the"
         f" pipeline's run (warm-up included): detector {pipeline.detector_cpu_s:.1f} s,"
         f" relay {pipeline.relay_cpu_s:.1f} s"
+    )
+    median = statistics.median(pipeline.last)
+    slow = {k for k, last in enumerate(pipeline.last) if last > 2 * median}
+    forks = [
+        sum(f for k, (f, _) in enumerate(pipeline.met) if (k in slow) == is_slow) for is_slow in (True, False)
+    ]
+    points = [
+        sum(c for k, (_, c) in enumerate(pipeline.met) if (k in slow) == is_slow) for is_slow in (True, False)
+    ]
+    print(
+        f"bursts slower than twice the median ({median * 1000:.0f} ms): {len(slow)}; begun during those /"
+        f" the other {MEASURED - len(slow)}: Redis forks (AOF rewrites) {forks[0]} / {forks[1]},"
+        f" PostgreSQL checkpoints {points[0]} / {points[1]}"
     )
     relay = pipeline.relay
     print(
