@@ -68,7 +68,7 @@ class Pipeline:
     detector_cpu_s: float
     relay_cpu_s: float
     relay: RelaySide
-    met: list[tuple[int, int]]  # per measured burst: Redis forks and PostgreSQL checkpoints begun
+    met: list[tuple[int, int, int, int]]  # per measured burst: StoreEvents.read's growth
 
 
 def _cpu_s(pid: int) -> float:
@@ -143,19 +143,24 @@ class Progress:
 
 
 class StoreEvents:
-    """Background work of the stores that a burst may meet: Redis forks (AOF rewrites) and
-    PostgreSQL checkpoints, counted as each starts."""
+    """What the stores do besides our commands, that a burst may meet: Redis forks (AOF rewrites),
+    PostgreSQL checkpoints (both counted as each begins) and the sequential scans of
+    integration_events with the rows they read (an audit write should find existing rows by index)."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.conn = connect_postgres(settings.postgres_dsn)
 
-    def read(self) -> tuple[int, int]:
+    def read(self) -> tuple[int, int, int, int]:
         forks = int(self.client.info("stats")["total_forks"])
         with self.conn.cursor() as cur:
-            cur.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
-            row = cur.fetchone()
-        return forks, int(row[0]) if row else 0
+            cur.execute(
+                "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),"
+                " coalesce(seq_scan, 0), coalesce(seq_tup_read, 0)"
+                " FROM pg_stat_user_tables WHERE relname = 'integration_events'"
+            )
+            row = cur.fetchone() or (0, 0, 0)
+        return forks, int(row[0]), int(row[1]), int(row[2])
 
     def close(self) -> None:
         self.conn.close()
@@ -194,7 +199,7 @@ class Run:
     cpu: tuple[float, float]  # CPU seconds of the detector and the relay
     relay: RelaySide
     warmup_events: int  # what the detector meant to publish in the warm-up
-    met: list[tuple[int, int]]  # per measured burst: Redis forks and PostgreSQL checkpoints begun
+    met: list[tuple[int, int, int, int]]  # per measured burst: StoreEvents.read's growth
 
 
 def run_pipeline(settings: Settings, subscriber: Subscriber, log: Path) -> Run:
@@ -259,10 +264,10 @@ def run_pipeline(settings: Settings, subscriber: Subscriber, log: Path) -> Run:
         stores.close()
         client.close()
     met = [
-        tuple(b - a for a, b in zip(x, y, strict=True))
-        for x, y in zip(background, background[1:], strict=False)
+        (b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
+        for a, b in zip(background, background[1:], strict=False)
     ]
-    return Run(received, releases, cpu, relay_side, warm.wanted, met)  # type: ignore[arg-type]
+    return Run(received, releases, cpu, relay_side, warm.wanted, met)
 
 
 def analyse(run: Run, floor_counts: Sequence[int]) -> Pipeline:
@@ -365,17 +370,18 @@ def report(name: str, conf: float, pipeline: Pipeline, floor: boundary_floor.Flo
     )
     median = statistics.median(pipeline.last)
     slow = {k for k, last in enumerate(pipeline.last) if last > 2 * median}
-    forks = [
-        sum(f for k, (f, _) in enumerate(pipeline.met) if (k in slow) == is_slow) for is_slow in (True, False)
-    ]
-    points = [
-        sum(c for k, (_, c) in enumerate(pipeline.met) if (k in slow) == is_slow) for is_slow in (True, False)
-    ]
+    forks, points = (
+        [sum(m[i] for k, m in enumerate(pipeline.met) if (k in slow) == is_slow) for is_slow in (True, False)]
+        for i in (0, 1)
+    )
     print(
         f"bursts slower than twice the median ({median * 1000:.0f} ms): {len(slow)}; begun during those /"
         f" the other {MEASURED - len(slow)}: Redis forks (AOF rewrites) {forks[0]} / {forks[1]},"
-        f" PostgreSQL checkpoints {points[0]} / {points[1]}"
+        f" PostgreSQL checkpoints {points[0]} / {points[1]}; sequential scans of integration_events"
+        f" during the bursts: {sum(m[2] for m in pipeline.met):,}, reading"
+        f" {sum(m[3] for m in pipeline.met):,} rows"
     )
+    print("last event per burst, in order (ms):", " ".join(f"{last * 1000:.0f}" for last in pipeline.last))
     relay = pipeline.relay
     print(
         f"relay's own figures over the {MEASURED} bursts: {relay.batches} batches"
