@@ -7,10 +7,17 @@ shared and noisy: a ratio means something, a bare number from another day does n
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tickstockpl.local_servers import LocalPostgres, LocalRedis
+from tickstockpl.settings import AUDIT_ROLE, Settings
+from tickstockpl.stores import connect_postgres, set_login_password, with_dbname
+
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = Path(os.environ.get("TICKSTOCKPL_BENCH_RESULTS", Path(__file__).with_name("results.json")))
 
 
@@ -37,6 +44,53 @@ def record(figures: Mapping[str, float]) -> None:
         existing = json.loads(RESULTS_PATH.read_text())
     existing.update({name: round(float(value), 3) for name, value in figures.items()})
     RESULTS_PATH.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+
+
+def start_durable_stores(
+    directory: Path, database: str = "tickstock"
+) -> tuple[LocalRedis, LocalPostgres, Settings]:
+    """A fresh redis-server and PostgreSQL in `directory`, db/init.sql applied, as `make up` has them.
+
+    PostgreSQL keeps production's defaults, fsync and synchronous_commit on (the test fixtures turn
+    them off); Redis has its AOF (appendfsync everysec). The settings connect as the producer's own
+    audit role (tickstockpl_producer), as the services do under `make up`.
+    """
+    redis_server = LocalRedis(directory / "redis").start()
+    postgres = LocalPostgres(directory / "postgres", durable=True).start()
+    password = secrets.token_urlsafe(18)
+    admin = postgres.dsn("postgres")
+    conn = connect_postgres(admin)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        conn.close()
+    conn = connect_postgres(with_dbname(admin, database))
+    try:
+        with conn.cursor() as cur:
+            cur.execute((ROOT / "db" / "init.sql").read_text())
+            set_login_password(cur, AUDIT_ROLE, password)
+    finally:
+        conn.close()
+    settings = Settings(
+        redis_host=redis_server.host,
+        redis_port=redis_server.port,
+        postgres_host=postgres.host,
+        postgres_port=postgres.port,
+        postgres_db=database,
+        postgres_user=AUDIT_ROLE,
+        postgres_password=password,
+    )
+    return redis_server, postgres, settings
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least `q` of the values at or below it (of 30, p99 is
+    the largest). NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _fmt(value: object) -> str:

@@ -17,7 +17,7 @@ import pytest
 import redis
 from ruamel.yaml import YAML
 
-from tickstockpl import health
+from tickstockpl import contract, health
 from tickstockpl.services.exporter import build_registry
 from tickstockpl.settings import AUDIT_ROLE, BACKTEST_ROLE, READ_ROLE, Settings
 from tickstockpl.stack.compose import published_ports
@@ -175,6 +175,8 @@ def test_alert_rules_use_only_metrics_the_exporter_serves(
 ) -> None:
     # A supervisord reports its programs (tickstockpl/programwatch.py): the per-program metrics have samples.
     redis_client.hset(health.KEY_PROGRAMS, "tickstockpl:backtester", '{"state": "RUNNING", "since": 0}')
+    # A relay has published a stamped event: the boundary histogram has its buckets.
+    redis_client.hset(contract.KEY_STATS, contract.stat_field(contract.STAT_BOUNDARY_BUCKET, "+Inf"), 1)
     registry, collector = build_registry(settings)
     try:
         served = {sample.name for family in registry.collect() for sample in family.samples}

@@ -82,13 +82,13 @@ def replaced(signal: Signal, **changes: Any) -> Signal:
     return signal._replace(**changes)
 
 
-def check_against_reference(signal: Signal, now: float = NOW) -> None:
+def check_against_reference(signal: Signal, now: float = NOW, received_at: object = None) -> None:
     """Build `signal` twice with a builder that already trusts its symbol (through one well-formed
     signal) and its pattern, direction and timeframe (through another), so that the direct path, not
     the reference builder, meets the signal's numbers and each text check alone stands in its way.
     The trusting happens at a plain time; `now` is the envelope time of the build under test."""
     try:
-        reference: dict[str, Any] | None = signal_to_event(signal, now=now)
+        reference: dict[str, Any] | None = signal_to_event(signal, now=now, received_at=received_at)  # type: ignore[arg-type]
         refused: Exception | None = None
     except REFUSALS as exc:
         reference, refused = None, exc
@@ -103,7 +103,7 @@ def check_against_reference(signal: Signal, now: float = NOW) -> None:
         except REFUSALS:
             pass
     try:
-        built = builder.build([signal, signal], now=now)
+        built = builder.build([signal, signal], now=now, received_at=received_at)  # type: ignore[arg-type]
     except REFUSALS as exc:
         assert type(exc) is type(refused), (
             f"the reference gave {reference or refused!r}, the fast path {exc!r}"
@@ -142,6 +142,19 @@ def test_each_odd_text_meets_the_same_fate_on_both_paths(name: str, value: objec
 @pytest.mark.parametrize("now", [NAN, INF, 0.0, NOW])
 def test_the_envelope_timestamp_is_checked_as_the_reference_does(now: float) -> None:
     check_against_reference(PLAIN, now)
+
+
+@pytest.mark.parametrize("received_at", [NOW - 0.25, None, 1_785_000_000, NAN, INF, True, "1"], ids=repr)
+@pytest.mark.parametrize("signal", [PLAIN, replaced(PLAIN, confidence=NAN)], ids=["plain", "nan"])
+def test_the_boundary_stamp_meets_the_same_fate_on_both_paths(signal: Signal, received_at: object) -> None:
+    check_against_reference(signal, NOW, received_at)
+
+
+def test_the_boundary_stamp_goes_out_as_bar_received_at_last() -> None:
+    event = EventBuilder().build([PLAIN, PLAIN], now=NOW, received_at=NOW - 0.25)[1]
+    assert list(event["data"])[-1] == contract.DATA_BAR_RECEIVED_AT
+    assert event["data"][contract.DATA_BAR_RECEIVED_AT] == NOW - 0.25
+    assert contract.DATA_BAR_RECEIVED_AT not in EventBuilder().build([PLAIN], now=NOW)[0]["data"]
 
 
 def engine_signals(symbols: int = 40, boundaries: int = 120) -> list[Signal]:

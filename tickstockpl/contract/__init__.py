@@ -97,6 +97,7 @@ from tickstockpl.contract.names import (
 )
 from tickstockpl.contract.pattern_event import (
     CONFIDENCE_DECIMALS,
+    DATA_BAR_RECEIVED_AT,
     MAX_PATTERN_LEN,
     MAX_SYMBOL_LEN,
     NUMERIC_DATA_FIELDS,
@@ -120,6 +121,8 @@ from tickstockpl.contract.stats import (
     STAT_BARS_REJECTED,
     STAT_BATCH_BUCKET,
     STAT_BATCH_SUM,
+    STAT_BOUNDARY_BUCKET,
+    STAT_BOUNDARY_SUM,
     STAT_DEAD_LETTERED,
     STAT_DETECTED_BY,
     STAT_HISTOGRAM_BUCKETS_S,
@@ -210,6 +213,7 @@ __all__ = [
     "MAX_TICK_PRICE",
     "MAX_TICK_VOLUME",
     "MAX_TRACKED_SYMBOLS",
+    "DATA_BAR_RECEIVED_AT",
     "NUMERIC_DATA_FIELDS",
     "PRODUCER_CHANNELS",
     "PRODUCER_PREFIX",
@@ -222,6 +226,8 @@ __all__ = [
     "STAT_BARS_REJECTED",
     "STAT_BATCH_BUCKET",
     "STAT_BATCH_SUM",
+    "STAT_BOUNDARY_BUCKET",
+    "STAT_BOUNDARY_SUM",
     "STAT_DEAD_LETTERED",
     "STAT_DETECTED_BY",
     "STAT_HISTOGRAM_BUCKETS_S",

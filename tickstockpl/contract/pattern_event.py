@@ -27,7 +27,17 @@ MAX_SYMBOL_LEN: Final = 20
 MAX_PATTERN_LEN: Final = 50
 CONFIDENCE_DECIMALS: Final = 2  # DECIMAL(3,2)
 TIERS: Final = frozenset({"daily", "intraday", "combo"})
-NUMERIC_DATA_FIELDS: Final = ("price_change", "current_price", "volume", "timestamp", "expires_at")
+# Ours, an extra field the contract allows: epoch seconds at which the detector had the bar's boundary
+# (its batch of closed bars), so the relay can measure boundary -> publish (docs/latency.md).
+DATA_BAR_RECEIVED_AT: Final = "bar_received_at"
+NUMERIC_DATA_FIELDS: Final = (
+    "price_change",
+    "current_price",
+    "volume",
+    "timestamp",
+    "expires_at",
+    DATA_BAR_RECEIVED_AT,
+)
 
 # The candlestick names TickStockAppV2's UI offers (§3.1); backtest jobs use them verbatim.
 UI_CANDLESTICK_PATTERNS: Final = (

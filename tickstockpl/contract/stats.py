@@ -51,6 +51,9 @@ STAT_HISTOGRAM_BUCKETS_S: Final = (
 )
 STAT_LATENCY_BUCKET: Final = "latency_bucket"  # enqueue→publish per event (publish time - envelope timestamp)
 STAT_LATENCY_SUM: Final = "latency_sum_s"
+# boundary→publish per event: publish time - data.bar_received_at (when the detector had the bar's batch)
+STAT_BOUNDARY_BUCKET: Final = "boundary_latency_bucket"
+STAT_BOUNDARY_SUM: Final = "boundary_latency_sum_s"
 STAT_BATCH_BUCKET: Final = "batch_bucket"  # take→finish per batch
 STAT_BATCH_SUM: Final = "batch_sum_s"
 

@@ -51,11 +51,18 @@ class Signal(NamedTuple):
 
 
 def signal_to_event(
-    signal: Signal, now: float | None = None, times: tuple[int, int] | None = None
+    signal: Signal,
+    now: float | None = None,
+    times: tuple[int, int] | None = None,
+    received_at: float | None = None,
 ) -> dict[str, Any]:
-    """The contract envelope for a signal (contract.build_pattern_event does every check). `times` is
-    the bar's (close, expiry) from the session calendar (`EventBuilder`); without it, the bar closes
-    `timeframe` after its start and expires one bar later."""
+    """The contract envelope for a signal (contract.build_pattern_event does every check).
+
+    `times` is the bar's (close, expiry) from the session calendar (`EventBuilder`); without it, the
+    bar closes `timeframe` after its start and expires one bar later. `received_at`: when the
+    detector had the signal's bar (its boundary's batch), sent as `data.bar_received_at` so the
+    relay can measure boundary -> publish; left out when None.
+    """
     close, expires = times or (signal.close_time, signal.close_time + signal.timeframe)
     tier = COMBO if signal.confirmed_by else tier_for(signal.timeframe)
     extra: dict[str, Any] = {
@@ -65,6 +72,8 @@ def signal_to_event(
     }
     if signal.confirmed_by:
         extra["confirmed_by"] = timeframe_label(signal.confirmed_by)
+    if received_at is not None:
+        extra[contract.DATA_BAR_RECEIVED_AT] = received_at
     return contract.build_pattern_event(
         symbol=signal.symbol,
         pattern=signal.pattern,
@@ -123,22 +132,30 @@ class EventBuilder:
             self._times[(timeframe, start)] = found
         return found
 
-    def build(self, signals: Sequence[Signal], now: float | None = None) -> list[dict[str, Any]]:
-        """Contract events for `signals`, in order (envelope timestamp `now`, default: the time now).
+    def build(
+        self, signals: Sequence[Signal], now: float | None = None, *, received_at: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Contract events for `signals`, in order (envelope timestamp `now`, default: the time now;
+        `received_at`, when given, goes out as `data.bar_received_at`: see `signal_to_event`).
 
         Each is a `contract.BuiltPatternEvent`, so that `outbox.enqueue` does not check it again."""
         stamp = float(time.time() if now is None else now)
-        if not math.isfinite(stamp):
-            return [contract.BuiltPatternEvent(signal_to_event(s, now=stamp)) for s in signals]
+        if not math.isfinite(stamp) or not (received_at is None or _finite_float(received_at)):
+            return [
+                contract.BuiltPatternEvent(signal_to_event(s, now=stamp, received_at=received_at))
+                for s in signals
+            ]
         events: list[dict[str, Any]] = []
         for signal, flow_id in zip(signals, flow_ids(len(signals)), strict=True):
-            event = self._direct(signal, flow_id, stamp)
+            event = self._direct(signal, flow_id, stamp, received_at)
             if event is None:
-                event = self._reference(signal, stamp)
+                event = self._reference(signal, stamp, received_at)
             events.append(contract.BuiltPatternEvent(event))
         return events
 
-    def _direct(self, s: Signal, flow_id: str, stamp: float) -> dict[str, Any] | None:
+    def _direct(
+        self, s: Signal, flow_id: str, stamp: float, received_at: float | None
+    ) -> dict[str, Any] | None:
         symbol, timeframe, start, pattern, direction, confidence, close, _, volume, confirmed_by = s
         if (
             symbol not in self._symbols
@@ -162,35 +179,37 @@ class EventBuilder:
             if confirmed_by not in self._frames:
                 return None
             tier = COMBO
-        event: dict[str, Any] = {
+        data: dict[str, Any] = {
+            "symbol": symbol,
+            "pattern": pattern,
+            "confidence": round(confidence, contract.CONFIDENCE_DECIMALS),
+            "flow_id": flow_id,
+            "price_change": change,
+            "current_price": close,
+            "volume": volume,
+            "timestamp": float(ends),
+            "expires_at": float(expires),
+            "tier": tier,
+            "source": tier,
+            "direction": direction,
+            "timeframe": label,
+            "bar_start": start,
+        }
+        if confirmed_by:
+            data["confirmed_by"] = self._frames[confirmed_by][1]
+        if received_at is not None:
+            data[contract.DATA_BAR_RECEIVED_AT] = received_at
+        return {
             "event_type": contract.EVENT_PATTERN_DETECTED,
             "source": contract.SOURCE_SYSTEM,
             "timestamp": stamp,
-            "data": {
-                "symbol": symbol,
-                "pattern": pattern,
-                "confidence": round(confidence, contract.CONFIDENCE_DECIMALS),
-                "flow_id": flow_id,
-                "price_change": change,
-                "current_price": close,
-                "volume": volume,
-                "timestamp": float(ends),
-                "expires_at": float(expires),
-                "tier": tier,
-                "source": tier,
-                "direction": direction,
-                "timeframe": label,
-                "bar_start": start,
-            },
+            "data": data,
         }
-        if confirmed_by:
-            event["data"]["confirmed_by"] = self._frames[confirmed_by][1]
-        return event
 
-    def _reference(self, s: Signal, stamp: float) -> dict[str, Any]:
+    def _reference(self, s: Signal, stamp: float, received_at: float | None = None) -> dict[str, Any]:
         """Build with full validation; remember what it accepted so the next such signal goes direct."""
         times = self.times(s.timeframe, s.start) if type(s.timeframe) is type(s.start) is int else None
-        event = signal_to_event(s, now=stamp, times=times)
+        event = signal_to_event(s, now=stamp, times=times, received_at=received_at)
         if len(self._symbols) >= self.MAX_TRUSTED or len(self._names) >= self.MAX_TRUSTED:
             self._symbols.clear()
             self._names.clear()
@@ -199,6 +218,11 @@ class EventBuilder:
             self._names.add((s.pattern, s.direction, s.timeframe))
             self._frames[s.timeframe] = (tier_for(s.timeframe), event["data"]["timeframe"])
         return event
+
+
+def _finite_float(value: object) -> bool:
+    """What the direct path may stamp as is: a finite float (anything else goes the reference way)."""
+    return type(value) is float and math.isfinite(value)
 
 
 def flow_ids(count: int) -> list[str]:

@@ -17,7 +17,7 @@ from tickstockpl.relay.lists import Finish
 
 _BUCKET_FIELDS = {
     prefix: tuple(stat_field(prefix, le) for le in STAT_HISTOGRAM_BUCKETS_S)
-    for prefix in (contract.STAT_LATENCY_BUCKET, contract.STAT_BATCH_BUCKET)
+    for prefix in (contract.STAT_LATENCY_BUCKET, contract.STAT_BOUNDARY_BUCKET, contract.STAT_BATCH_BUCKET)
 }
 
 
@@ -28,7 +28,12 @@ def count_published(
     published_at: float,
     written: set[str],
 ) -> None:
-    """Count a published batch: totals, zero-subscriber publishes, per pattern, and the latencies."""
+    """Count a published batch: totals, zero-subscriber publishes, per pattern, and the latencies.
+
+    Two latencies per event: enqueue→publish (the envelope timestamp, set when the detector built
+    the event) and boundary→publish (`data.bar_received_at`, when the detector had the bar's batch),
+    the second only for events that carry the stamp (the detector's do; publish-test's do not).
+    """
     if not items:
         return
     done.count(contract.STAT_PATTERNS_PUBLISHED, len(items))
@@ -37,6 +42,13 @@ def count_published(
         done.count(stat_field(contract.STAT_PUBLISHED_BY, pattern), count)
     latencies = [max(0.0, published_at - float(item.event["timestamp"])) for item in items]
     observe(done, contract.STAT_LATENCY_BUCKET, contract.STAT_LATENCY_SUM, latencies, written)
+    boundary = [
+        max(0.0, published_at - stamp)
+        for item in items
+        if type(stamp := item.event["data"].get(contract.DATA_BAR_RECEIVED_AT)) in (float, int)
+    ]
+    if boundary:
+        observe(done, contract.STAT_BOUNDARY_BUCKET, contract.STAT_BOUNDARY_SUM, boundary, written)
     done.values[contract.STAT_LAST_PUBLISH_TIME] = repr(published_at)
 
 

@@ -206,11 +206,15 @@ class Detector:
         self._disconnects_seen = 0
 
     def step(self, batch: list[Any]) -> int:
-        """Judge one batch of closed bars and buffer its events; return how many signals."""
+        """Judge one batch of closed bars and buffer its events; return how many signals.
+
+        The events carry the time the batch reached us (`data.bar_received_at`): the relay's
+        boundary -> publish histogram starts there (docs/latency.md)."""
+        received_at = time.time()
         before_accepted, before_rejected = self.engine.accepted, Counter(self.engine.rejected)
         signals = self.engine.process(batch)
         published = publishable(signals, self.min_confidence)
-        events = self.events.build(published)
+        events = self.events.build(published, received_at=received_at)
         stats: Counter[str] = Counter()
         new_rejects = (self.engine.rejected - before_rejected) + (
             self.source.rejected - self._source_rejects_seen

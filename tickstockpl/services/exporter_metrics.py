@@ -102,6 +102,13 @@ STAT_HISTOGRAMS: tuple[tuple[str, str, str, str], ...] = (
         contract.STAT_LATENCY_SUM,
     ),
     (
+        "boundary_to_publish_latency_seconds",
+        "Seconds from the detector having a bar boundary's batch (data.bar_received_at) to the relay "
+        "publishing an event of it: what a trader waits for, minus the feed's own delay.",
+        contract.STAT_BOUNDARY_BUCKET,
+        contract.STAT_BOUNDARY_SUM,
+    ),
+    (
         "relay_batch_duration_seconds",
         "Seconds the relay spent on one batch.",
         contract.STAT_BATCH_BUCKET,
