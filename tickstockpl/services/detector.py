@@ -42,7 +42,9 @@ from tickstockpl.stores import check_access, redis_client
 log = logging.getLogger("tickstockpl.detector")
 
 BUFFER_MAX = 100_000  # events held while Redis is away (~1 KB each: ~100 MB at worst)
-FLUSH_BATCH = 500  # events per LPUSH
+# Events per LPUSH: a whole minute boundary's burst (thousands at minimum confidence 0) in one round
+# trip, so the relay's first take finds all of it rather than the first slice (docs/latency.md).
+FLUSH_BATCH = 10_000
 # Stats field: signals detected (and counted under detected:<pattern>) but below TICKSTOCKPL_MIN_CONFIDENCE.
 STAT_BELOW_MIN_CONFIDENCE = contract.STAT_SIGNALS_BELOW_MIN_CONFIDENCE
 DRAIN_TIMEOUT_S = 10.0  # how long a stopping detector keeps trying to hand over what it holds
