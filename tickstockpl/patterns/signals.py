@@ -22,7 +22,9 @@ from tickstockpl.bars import (
 
 
 class Signal(NamedTuple):
-    """One detected pattern on one closed bar, with what the event needs."""
+    """One detected pattern on one closed bar, with what the event needs.
+
+    The indicators (patterns/indicators.py) are None while not defined: the event leaves them out."""
 
     symbol: str
     timeframe: int
@@ -33,6 +35,9 @@ class Signal(NamedTuple):
     close: float
     prev_close: float
     volume: float
+    rsi: float | None = None
+    relative_volume: float | None = None
+    relative_strength: float | None = None
 
     @property
     def close_time(self) -> int:
@@ -42,6 +47,14 @@ class Signal(NamedTuple):
     def price_change(self) -> float:
         """Percent change of the close against the previous bar's close."""
         return (self.close / self.prev_close - 1.0) * 100.0 if self.prev_close > 0 else 0.0
+
+    @property
+    def indicators(self) -> dict[str, Any]:
+        """`data.indicators`: the defined ones (not None), in the contract's order."""
+        values = (self.rsi, self.relative_volume, self.relative_strength)
+        return {
+            name: value for name, value in zip(contract.INDICATORS, values, strict=True) if value is not None
+        }
 
 
 def signal_to_event(signal: Signal, now: float | None = None) -> dict[str, Any]:
@@ -56,6 +69,7 @@ def signal_to_event(signal: Signal, now: float | None = None) -> dict[str, Any]:
         current_price=signal.close,
         volume=signal.volume,
         detected_at=float(signal.close_time),
+        indicators=signal.indicators,
         extra={
             "direction": signal.direction,
             "timeframe": timeframe_label(signal.timeframe),
@@ -108,7 +122,7 @@ class EventBuilder:
         return events
 
     def _direct(self, s: Signal, flow_id: str, stamp: float) -> dict[str, Any] | None:
-        symbol, timeframe, start, pattern, direction, confidence, close, _, volume = s
+        symbol, timeframe, start, pattern, direction, confidence, close, _, volume, rsi, rvol, strength = s
         if (
             symbol not in self._symbols
             or (pattern, direction, timeframe) not in self._names
@@ -117,11 +131,22 @@ class EventBuilder:
             or type(volume) is not float
             or type(start) is not int
             or not 0.0 <= confidence <= 1.0
-            or not math.isfinite(close + volume)  # a sum of finite floats may overflow: then go slow
         ):
             return None
+        indicators: dict[str, float] = {}
+        finite = close + volume  # a sum of finite floats may overflow: then go the reference way
+        for name, value in (
+            (contract.INDICATOR_RSI, rsi),
+            (contract.INDICATOR_RELATIVE_VOLUME, rvol),
+            (contract.INDICATOR_RELATIVE_STRENGTH, strength),
+        ):
+            if value is not None:  # None: not defined yet, left out
+                if type(value) is not float:
+                    return None
+                indicators[name] = value
+                finite += value
         change = round(s.price_change, 4)
-        if not math.isfinite(change):
+        if not math.isfinite(finite + change):
             return None
         tier, label = self._frames[timeframe]
         return {
@@ -137,6 +162,7 @@ class EventBuilder:
                 "current_price": close,
                 "volume": volume,
                 "timestamp": float(start + timeframe),
+                "indicators": indicators,
                 "tier": tier,
                 "source": tier,
                 "direction": direction,
