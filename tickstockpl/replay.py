@@ -23,6 +23,7 @@ from tickstockpl import outbox
 from tickstockpl.errors import TickStockPLError
 from tickstockpl.exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from tickstockpl.patterns import EventBuilder, StreamingEngine, publishable
+from tickstockpl.patterns.indicators import DEFAULT_RS_BARS
 from tickstockpl.settings import Settings
 from tickstockpl.sources.csv_replay import CsvReplaySource
 from tickstockpl.stores import redis_client
@@ -97,11 +98,14 @@ def replay(
     min_confidence: float = 0.0,
     out: TextIO = sys.stdout,
     stop: threading.Event | None = None,
+    rs_bars: int = DEFAULT_RS_BARS,
+    rs_benchmark: str = "",
 ) -> ReplayResult:
     """Run the files through a fresh engine; with `publish_to` (a Redis client) enqueue the events of
-    the signals whose confidence is at least `min_confidence` (`counts` has every signal)."""
+    the signals whose confidence is at least `min_confidence` (`counts` has every signal).
+    `rs_bars` and `rs_benchmark`: the relative strength's settings, as the detector takes them."""
     source = CsvReplaySource(files, speed=speed, timeframe=timeframe)
-    engine = StreamingEngine()
+    engine = StreamingEngine(rs_bars=rs_bars, rs_benchmark=rs_benchmark)
     builder = EventBuilder()
     result = ReplayResult()
     progress = Progress(len(source.bars), out)
@@ -168,6 +172,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             timeframe=args.timeframe,
             publish_to=client,
             min_confidence=minimum,
+            rs_bars=settings.rs_bars,
+            rs_benchmark=settings.rs_benchmark,
         )
     except (OSError, ValueError) as exc:
         print(f"replay: {exc}")

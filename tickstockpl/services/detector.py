@@ -185,7 +185,7 @@ class Detector:
     ) -> None:
         self.settings = settings
         self.source = source or build_source(settings)
-        self.engine = engine or StreamingEngine()
+        self.engine = engine or StreamingEngine(rs_bars=settings.rs_bars, rs_benchmark=settings.rs_benchmark)
         self.events = EventBuilder()
         self.min_confidence = settings.min_confidence
         self.buffer = EventBuffer(client or redis_client(settings), buffer_max)
