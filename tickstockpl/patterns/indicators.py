@@ -1,7 +1,8 @@
 """The indicators every pattern event carries (`data.indicators`, contract §2.3), kept bar by bar.
 
 The streaming engine advances them once per accepted bar, from the bars the patterns see, with fixed
-state per series (RSI's two Wilder averages, a ring of the last N closes, the last N-bar growth): a
+state per series (RSI's two Wilder averages, the last N-bar growth, and a ring of the last N closes
+when N reaches past the engine's window): a
 bar costs the same whether its series has 30 bars or 30,000, and 10,000 series are a handful of array
 operations. Each value equals a batch computation over the whole series (tests/unit/test_indicators.py
 checks every pattern bar of the real data files against TA-Lib and pandas). A value that is not
@@ -45,46 +46,49 @@ Rows = slice | npt.NDArray[np.intp]
 
 
 class Indicators:
-    """Per-series indicator state, one row per series (the streaming engine's rows)."""
+    """Per-series indicator state, one row per series (the streaming engine's rows, whose windows
+    hold the last `width` bars)."""
 
-    def __init__(self, capacity: int, rs_bars: int = DEFAULT_RS_BARS, rs_benchmark: str = "") -> None:
+    def __init__(
+        self, capacity: int, width: int, rs_bars: int = DEFAULT_RS_BARS, rs_benchmark: str = ""
+    ) -> None:
         if not 1 <= rs_bars <= MAX_RS_BARS:
             raise ValueError(f"rs_bars must be within 1-{MAX_RS_BARS}, got {rs_bars}")
         self.rs_bars = rs_bars
         self.rs_benchmark = rs_benchmark
         self._gain = np.zeros(capacity)  # RSI: the sum of gains while seeding, then Wilder's average
         self._loss = np.zeros(capacity)
-        self._closes = np.full((capacity, rs_bars), np.nan)  # ring: the close of bar i at i % rs_bars
         self.growth = np.full(capacity, np.nan)  # C_t / C_{t-N} at each series' last bar
+        # The close N bars back is in the window when N < width; else a ring keeps the last N closes
+        # (the close of bar i at i % N).
+        self._ring = np.full((capacity, rs_bars), np.nan) if rs_bars >= width else None
 
     def grow(self, extra: int) -> None:
         """Room for `extra` more series."""
         self._gain = np.concatenate([self._gain, np.zeros(extra)])
         self._loss = np.concatenate([self._loss, np.zeros(extra)])
-        self._closes = np.concatenate([self._closes, np.full((extra, self.rs_bars), np.nan)])
         self.growth = np.concatenate([self.growth, np.full(extra, np.nan)])
+        if self._ring is not None:
+            self._ring = np.concatenate([self._ring, np.full((extra, self.rs_bars), np.nan)])
 
-    def advance(
-        self,
-        where: Rows,
-        rows: npt.NDArray[np.intp],
-        index: IntArray,
-        prev_close: FloatArray,
-        close: FloatArray,
-    ) -> None:
-        """Carry the state over each row's newest bar: `index` is its position in its series (0 = the
-        first bar), `prev_close` the close before it (NaN for a first bar). `where` selects the same
-        rows as `rows` (a slice when they are consecutive, which is cheaper)."""
-        diff = close - prev_close
+    def advance(self, where: Rows, rows: npt.NDArray[np.intp], index: IntArray, closes: FloatArray) -> None:
+        """Carry the state over each row's newest bar: `closes` are the rows' windows of closes
+        (newest last, NaN padding before a series' first bar), `index` the newest bar's position in
+        its series (0 = the first). `where` selects the same rows as `rows` (a slice when they are
+        consecutive, which is cheaper)."""
+        close = closes[:, -1]
+        diff = close - closes[:, -2]  # NaN at a series' first bar
         up = np.maximum(diff, 0.0)  # TA-Lib adds a gain when diff >= 0, subtracts a loss when < 0:
         down = -np.minimum(diff, 0.0)  # adding 0.0 for the other one changes no bit
-        gain = _wilder(self._gain[where], up, index)
-        loss = _wilder(self._loss[where], down, index)
-        self._gain[where] = gain
-        self._loss[where] = loss
+        seeding = not bool((index > RSI_PERIOD).all())  # some series still in their first 15 bars
+        self._gain[where] = _wilder(self._gain[where], up, index, seeding)
+        self._loss[where] = _wilder(self._loss[where], down, index, seeding)
+        if self._ring is None:
+            self.growth[where] = close / closes[:, -1 - self.rs_bars]  # NaN while it is padding
+            return
         slot = index % self.rs_bars
-        before = self._closes[rows, slot]  # the close rs_bars bars ago, once the ring has gone round
-        self._closes[rows, slot] = close
+        before = self._ring[rows, slot]  # the close rs_bars bars ago, once the ring has gone round
+        self._ring[rows, slot] = close
         self.growth[where] = np.where(index >= self.rs_bars, close / before, np.nan)
 
     def rsi(self, rows: npt.NDArray[np.intp], index: IntArray) -> FloatArray:
@@ -122,11 +126,11 @@ class Indicators:
         return growth / bench
 
 
-def _wilder(average: FloatArray, move: FloatArray, index: IntArray) -> FloatArray:
+def _wilder(average: FloatArray, move: FloatArray, index: IntArray, seeding: bool) -> FloatArray:
     """One of RSI's averages after a bar: the sum of the moves while seeding (bars 1-14), their mean
     at bar 14, then `(average * 13 + move) * (1 / 14)` (0 at a series' first bar)."""
     period = RSI_PERIOD
-    if bool((index > period).all()):  # every series past its seeding: the usual case
+    if not seeding:  # every series past its seeding: the usual case
         return (average * (period - 1) + move) * _BY_PERIOD
     with np.errstate(invalid="ignore"):  # a first bar's move is NaN (no close before it)
         smoothed = (average * (period - 1) + move) * _BY_PERIOD
@@ -136,9 +140,12 @@ def _wilder(average: FloatArray, move: FloatArray, index: IntArray) -> FloatArra
 
 
 def relative_volume(volume: FloatArray) -> FloatArray:
-    """`V_t / mean(V_{t-20} .. V_{t-1})` per window row (newest bar last); NaN until defined."""
-    prior = volume[:, -1 - RELATIVE_VOLUME_BARS : -1].mean(axis=1)  # NaN while the window has padding
-    with np.errstate(invalid="ignore", divide="ignore"):
+    """`V_t / mean(V_{t-20} .. V_{t-1})` per window row (newest bar last); NaN until defined.
+
+    einsum sums a row several times faster than `mean(axis=1)` over 20 columns (in another order:
+    the same up to rounding, and exactly the same for whole-share volumes)."""
+    prior = np.einsum("ij->i", volume[:, -1 - RELATIVE_VOLUME_BARS : -1]) / RELATIVE_VOLUME_BARS
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN while the window has padding
         return np.where(prior > 0.0, volume[:, -1] / prior, np.nan)
 
 
@@ -152,10 +159,13 @@ def defined(values: FloatArray) -> list[float | None]:
 
 def universe_means(growth: FloatArray, starts: IntArray, timeframes: Sequence[int]) -> FloatArray:
     """Per bar, the mean growth of the bars with its timeframe and start (NaN growth not counted)."""
-    known = ~np.isnan(growth)
     if timeframes.count(timeframes[0]) == len(timeframes) and bool((starts == starts[0]).all()):
-        count = int(known.sum())  # one boundary of one timeframe: the usual case
-        return np.full(len(growth), growth[known].mean() if count else np.nan)
+        mean = growth.mean()  # one boundary of one timeframe: the usual case, and every growth known
+        if np.isnan(mean):
+            known = growth[~np.isnan(growth)]
+            mean = known.mean() if len(known) else np.nan
+        return np.full(len(growth), mean)
+    known = ~np.isnan(growth)
     keys = list(zip(timeframes, starts.tolist(), strict=True))
     group = {key: number for number, key in enumerate(dict.fromkeys(keys))}
     ids = np.fromiter((group[key] for key in keys), np.intp, len(keys))

@@ -73,7 +73,7 @@ class StreamingEngine:
         self._last_start = np.full(capacity, np.iinfo(np.int64).min, np.int64)
         # TA-Lib's running totals at each series' last bar (rules.py), carried bar by bar.
         self._totals = {total: np.full(capacity, np.nan) for total in self.pset.totals}
-        self.indicators = Indicators(capacity, rs_bars, rs_benchmark)
+        self.indicators = Indicators(capacity, self.width, rs_bars, rs_benchmark)
         # The last batch's series, in order: the next boundary is usually the same list.
         self._last_batch: tuple[tuple[str, ...], tuple[int, ...], npt.NDArray[np.intp]] | None = None
         self.accepted = 0
@@ -236,7 +236,7 @@ class StreamingEngine:
         self._count[where] = np.minimum(self._count[where] + 1, self.width)
         self._seen[where] += 1
         index = self._seen[where] - 1
-        self.indicators.advance(where, rows, index, block[3][:, -2], values[3])
+        self.indicators.advance(where, rows, index, block[3])
         totals = advance_totals(
             (block[0], block[1], block[2], block[3]),
             index,
@@ -280,7 +280,7 @@ class StreamingEngine:
                 win.close[rows, -2].tolist(),
                 win.volume[rows, -1].tolist(),
                 defined(self.indicators.rsi(series, self._seen[series] - 1)),
-                defined(relative_volume(win.volume[rows])),
+                defined(relative_volume(win.volume)[rows]),  # for every row: cheaper than a gather first
                 defined(strength),
             )
         )
