@@ -7,7 +7,9 @@
    against `talib.stream` handles (one per symbol and candlestick, `update` per bar) over the same
    bars. Apples to apples: `detector_bars_per_s` runs exactly the baseline's patterns (the default
    candlesticks) and the signals of the two are compared in the run and must be identical; the whole
-   default set (+ the four named patterns) and all 61 candlesticks are printed for information.
+   default set (+ the four named patterns) and all 61 candlesticks are printed for information. The
+   detector's figures include what it does beyond the baseline: the indicators every event carries
+   (patterns/indicators.py), carried for every bar and computed for every signal.
 2. In a fresh child process: 10,000 symbols warmed up, then one boundary end to end (median of
    several): bars in -> signals -> contract events for every signal (no minimum confidence: the most
    events), which is `boundary_10k_symbols_ms`; the default published stream is shown next to it.
