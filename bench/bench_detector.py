@@ -11,6 +11,8 @@
    The timeframes (TICKSTOCKPL_TIMEFRAMES, default 5m, 15m, 1h, 1d, with the default combos) are
    timed on a market laid on XNYS session minutes whose timed boundaries end at a session's close
    (so every timeframe closes in them), against the whole default set on the same bars.
+    The detector's figures include what it does beyond the baseline: the indicators every event
+    carries (patterns/indicators.py), carried for every bar and computed for every signal.
 2. In a fresh child process: 10,000 symbols warmed up, then one boundary end to end (median of
    several): bars in -> signals -> contract events for every signal (no minimum confidence: the most
    events), which is `boundary_10k_symbols_ms`; the default published stream is shown next to it.

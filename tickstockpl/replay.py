@@ -152,7 +152,14 @@ def replay(
         return result
     calendar = SessionCalendar(settings.session_calendar if settings else "XNYS")
     engine = (
-        engine_for(settings.timeframes, settings.combo_timeframes, calendar, pset)
+        engine_for(
+            settings.timeframes,
+            settings.combo_timeframes,
+            calendar,
+            pset,
+            rs_bars=settings.rs_bars,
+            rs_benchmark=settings.rs_benchmark,
+        )
         if settings
         else StreamingEngine(pset)
     )

@@ -86,6 +86,24 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _int_within(low: int, high: int) -> Callable[[str], int]:
+    def parse_int_within(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be within {low}-{high}")
+        return value
+
+    return parse_int_within
+
+
+def _symbol_or_empty(text: str) -> str:
+    """A symbol as the feed spells it (it must fit the consumer's 20 characters), or empty."""
+    value = text.strip()
+    if len(value) > 20 or not all(c.isprintable() and not c.isspace() for c in value):
+        raise ValueError("must be one symbol (at most 20 characters, no spaces) or empty")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse_choice(text: str) -> str:
         if text not in allowed:
@@ -185,6 +203,11 @@ class Settings:
     detectors_only: bool = _setting("TICKSTOCKPL_DETECTORS_ONLY", False, _parse_bool)
     # Signals below this confidence are detected and counted but not published (docs/patterns.md).
     min_confidence: float = _setting("TICKSTOCKPL_MIN_CONFIDENCE", 0.7, _fraction)
+    # data.indicators.relative_strength (docs/patterns.md, "Indicators"): a symbol's growth over this
+    # many bars against its benchmark's: this symbol's series, or (empty) the equal-weighted universe
+    # of the bars that close together. At most patterns/indicators.py MAX_RS_BARS.
+    rs_bars: int = _setting("TICKSTOCKPL_RS_BARS", 20, _int_within(1, 1000))
+    rs_benchmark: str = _setting("TICKSTOCKPL_RS_BENCHMARK", "", _symbol_or_empty)
     # Exporter and backtester.
     metrics_host: str = _setting("TICKSTOCKPL_METRICS_HOST", "127.0.0.1")
     metrics_port: int = _setting("TICKSTOCKPL_METRICS_PORT", 9108, _port)

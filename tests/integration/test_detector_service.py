@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("AAA", "BBB", "CCC")
 
 
-def expected_signals(boundaries: int) -> list[Any]:
+def expected_signals(boundaries: int, **indicator_settings: Any) -> list[Any]:
     market = SyntheticMarket(SYMBOLS, seed=5, bar_seconds=60, start=0)
-    engine = StreamingEngine()
+    engine = StreamingEngine(**indicator_settings)
     return [s for _ in range(boundaries) for s in engine.process(market.step())]
 
 
@@ -53,6 +53,8 @@ def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis
     first = events[0]["data"]
     assert first["timestamp"] == first["bar_start"] + 60 and first["tier"] == first["source"] == "intraday"
     assert first["timeframe"] == "1m" and first["direction"] in {"bullish", "bearish", "neutral"}
+    assert [e["data"]["indicators"] for e in events] == [s.indicators for s in want]
+    assert {"rsi", "relative_volume", "relative_strength"} <= set(events[-1]["data"]["indicators"])
     stats = {
         k.decode(): int(v) for k, v in redis_client.hgetall(contract.KEY_STATS).items() if b"time" not in k
     }
@@ -63,6 +65,23 @@ def test_every_signal_reaches_the_outbox_with_counters(settings: Settings, redis
         k.removeprefix("detected:"): v for k, v in stats.items() if k.startswith("detected:")
     } == per_pattern
     assert float(redis_client.hget(contract.KEY_STATS, contract.STAT_LAST_BAR_TIME) or 0) > 0
+
+
+def test_the_relative_strength_settings_reach_the_engine(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    chosen = settings.replace(min_confidence=0.0, rs_bars=5, rs_benchmark="BBB")
+    want = expected_signals(60, rs_bars=5, rs_benchmark="BBB")
+    assert [s.indicators for s in want] != [s.indicators for s in expected_signals(60)]  # they matter
+    assert detector.run(chosen, threading.Event(), source=synthetic(60), drain_timeout_s=5) == 0
+    events = outbox(redis_client)
+    assert [e["data"]["indicators"] for e in events] == [s.indicators for s in want]
+    assert {
+        e["data"]["indicators"].get("relative_strength") for e in events if e["data"]["symbol"] == "BBB"
+    } <= {
+        1.0,
+        None,
+    }
 
 
 def test_only_signals_at_the_minimum_confidence_are_published(

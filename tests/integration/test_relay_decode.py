@@ -45,7 +45,7 @@ def assert_agrees(payload: bytes) -> None:
     assert _outcome(decode.decode_record, payload) == _outcome(contract.decode_pattern_event, payload)
 
 
-def _valid(**extra: Any) -> dict[str, Any]:
+def _valid(indicators: dict[str, float] | None = None, **extra: Any) -> dict[str, Any]:
     return contract.build_pattern_event(
         symbol="AAPL",
         pattern="Hammer",
@@ -55,6 +55,7 @@ def _valid(**extra: Any) -> dict[str, Any]:
         price_change=-2.5,
         volume=1200,
         detected_at=1_764_000_000.0,
+        indicators=indicators,
         extra=extra or None,
     )
 
@@ -81,7 +82,13 @@ def _without(event: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     return copy
 
 
-VALID = _valid(direction="bullish", timeframe="1min", bar_start=1_764_000_000)
+# As the detector sends it: with indicators.
+VALID = _valid(
+    {"rsi": 55.5, "relative_volume": 1.25, "relative_strength": 0.98},
+    direction="bullish",
+    timeframe="1min",
+    bar_start=1_764_000_000,
+)
 VALID_PAYLOAD = _encode(VALID)
 
 # The contract- and decode-stage poison of test_poison_records_reach_dead_letters_and_neighbours_publish,
@@ -112,12 +119,21 @@ POISON = [
     VALID_PAYLOAD.replace(b'"pattern_detected"', b'"heartbeat"'),
     VALID_PAYLOAD.replace(b'"TickStockPL"', b'"Other"'),
     VALID_PAYLOAD + b"x",
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi":NaN'),
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi":"55.5"'),
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi":true'),
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi":null'),
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi":{"v":55.5}'),
+    VALID_PAYLOAD.replace(b'"rsi":55.5', b'"rsi14":55.5'),
+    VALID_PAYLOAD.replace(b'"relative_volume":1.25', b'"relative_volume":1e400'),
 ]
 # Records that are valid, including some the fast path leaves to the contract.
 VALID_SHAPES = [
     VALID_PAYLOAD,
     _encode(_valid()),
     _encode(_valid(indicators={"rsi": 55.0})),
+    _encode(_valid(indicators={})),
+    VALID_PAYLOAD.replace(b'"relative_volume":1.25', b'"relative_volume":3'),  # an int: left to the contract
     _encode(_valid(pattern_name="Hammer")),
     _encode(_valid(note="")),
     _encode(_valid(levels=[1.0, 2.0])),
@@ -145,11 +161,17 @@ def test_valid_records_decode_to_the_same_event(payload: bytes) -> None:
 
 def test_flat_events_take_the_fast_path() -> None:
     """What enqueue writes for the detector is vouched for without the contract's walk."""
-    for payload in (VALID_PAYLOAD, _encode(_valid()), _encode(_valid(pattern_name="Hammer"))):
+    for payload in (
+        VALID_PAYLOAD,
+        _encode(_valid()),
+        _encode(_valid(pattern_name="Hammer")),
+        _encode(_valid(indicators={"rsi": 55.0})),
+        _encode(_valid(indicators={})),
+    ):
         assert decode._plainly_valid(orjson.loads(payload))
     # ...and what it leaves to the contract (still valid, as the test above shows).
-    assert not decode._plainly_valid(orjson.loads(_encode(_valid(indicators={"rsi": 55.0}))))
-    assert not decode._plainly_valid(orjson.loads(VALID_SHAPES[6]))
+    assert not decode._plainly_valid(orjson.loads(VALID_SHAPES[4]))
+    assert not decode._plainly_valid(orjson.loads(VALID_SHAPES[8]))
 
 
 def test_the_confidence_set_is_the_contracts_rule() -> None:
@@ -188,6 +210,8 @@ PATHS = [
     ("data", "direction"),
     ("data", "data"),
     ("data", "indicators"),
+    ("data", "indicators", "rsi"),
+    ("data", "indicators", "relative_strength"),
     ("data", ""),
     ("data", " "),
     ("data", "k\x00"),
@@ -206,6 +230,11 @@ VALUES = st.one_of(
     st.sampled_from(["12345678-1234-1234-8234-123456789012", "12345678-1234-4234-c234-123456789012"]),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.floats(), max_size=2),
+    st.dictionaries(
+        st.sampled_from([*contract.INDICATORS, "RSI", "x"]),
+        st.floats() | st.integers() | st.booleans() | st.none() | st.text(max_size=2),
+        max_size=3,
+    ),
 )
 
 

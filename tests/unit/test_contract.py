@@ -194,6 +194,12 @@ def test_optional_fields_types() -> None:
         (lambda d: d.update(volume=None), "data.volume"),
         (lambda d: d.update(indicators={"rsi": "high"}), "data.indicators.rsi"),
         (lambda d: d.update(indicators=[1]), "data.indicators"),
+        (lambda d: d.update(indicators={"rsi": math.nan}), "data.indicators.rsi"),
+        (lambda d: d.update(indicators={"relative_volume": math.inf}), "data.indicators.relative_volume"),
+        (lambda d: d.update(indicators={"relative_strength": None}), "data.indicators.relative_strength"),
+        (lambda d: d.update(indicators={"rsi": True}), "data.indicators.rsi"),
+        (lambda d: d.update(indicators={"rsi": np.float64(50.0)}), "data.indicators.rsi"),
+        (lambda d: d.update(indicators={"RSI": 50.0}), "data.indicators"),
         (lambda d: d.update(direction=np.str_("bullish")), "data.direction"),
         (lambda d: d.update(note={"nested": math.nan}), "data.note.nested"),
     ],
@@ -204,6 +210,21 @@ def test_optional_field_violations_are_named(mutate: Any, field: str) -> None:
     with pytest.raises(ContractError) as info:
         validate_pattern_event(event)
     assert info.value.field == field
+
+
+def test_indicators_are_the_contracts_names_with_finite_numbers() -> None:
+    """§2.3: `rsi`, `relative_volume`, `relative_strength`, numbers; each may be left out."""
+    assert contract.INDICATORS == ("rsi", "relative_volume", "relative_strength")
+    full = {"rsi": 55.5, "relative_volume": 1.5, "relative_strength": 0.97}
+    assert valid(indicators=full)["data"]["indicators"] == full
+    assert valid(indicators={})["data"]["indicators"] == {}
+    assert "indicators" not in valid()["data"]
+    assert valid(indicators={"rsi": 50})["data"]["indicators"] == {"rsi": 50.0}  # sent as a float
+    for bad in ({"rsi": math.nan}, {"rsi": -math.inf}, {"momentum": 1.0}, [("rsi", 1.0)]):
+        with pytest.raises(ContractError, match="data.indicators"):
+            valid(indicators=bad)  # type: ignore[arg-type]
+    with pytest.raises(ContractError):
+        contract.encode({"rsi": math.nan})  # and the wire refuses NaN whatever carries it
 
 
 def test_extra_fields_may_not_shadow_contract_fields() -> None:

@@ -1,4 +1,5 @@
-"""The detector's fast event builder gives the reference builder's events, and only valid ones; the
+"""The detector's fast event builder gives the reference builder's events, and only valid ones (the
+indicators included: None means "not defined yet" and is left out, anything odd is refused); the
 minimum confidence for publishing is a setting and is applied as the contract rounds confidence."""
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ numbers = {
     "close": st.floats(0.01, 1e6) | odd,
     "prev_close": st.floats(0.01, 1e6) | odd,
     "volume": st.floats(0.0, 1e12) | odd,
+    "rsi": st.floats(0.0, 100.0) | st.none() | odd,
+    "relative_volume": st.floats(0.0, 1e6) | st.none() | odd,
+    "relative_strength": st.floats(1e-6, 1e6) | st.none() | odd,
 }
 good = {
     "symbol": st.sampled_from(["AAPL", "BRK.B", "A" * 20]),
@@ -59,6 +63,9 @@ good = {
     "close": st.floats(0.01, 1e6),
     "prev_close": st.floats(0.01, 1e6),
     "volume": st.floats(0.0, 1e12),
+    "rsi": st.floats(0.0, 100.0) | st.none(),  # None: not defined yet (warm-up)
+    "relative_volume": st.floats(0.0, 1e6) | st.none(),
+    "relative_strength": st.floats(1e-6, 1e6) | st.none(),
 }
 # Odd texts with plain numbers, plain texts with odd numbers, and both odd: each part of the direct
 # path's checks meets the values that must send a signal the reference way.
@@ -73,7 +80,7 @@ def without_flow_id(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "data": {k: v for k, v in event["data"].items() if k != "flow_id"}}
 
 
-PLAIN = Signal("AAPL", 60, 600, "Doji", "neutral", 0.5, 10.0, 9.5, 100.0)
+PLAIN = Signal("AAPL", 60, 600, "Doji", "neutral", 0.5, 10.0, 9.5, 100.0, 55.0, 1.2, 0.98)
 REFUSALS = (ContractError, TypeError)  # TypeError: a value outside the Signal's types ("1" as a price)
 
 
@@ -96,7 +103,17 @@ def check_against_reference(signal: Signal, now: float = NOW, received_at: objec
     for template in (
         replaced(PLAIN, timeframe=signal.timeframe, pattern=signal.pattern, direction=signal.direction),
         replaced(PLAIN, symbol=signal.symbol),
-        replaced(signal, confidence=0.5, close=10.0, prev_close=9.5, volume=100.0, start=600),
+        replaced(
+            signal,
+            confidence=0.5,
+            close=10.0,
+            prev_close=9.5,
+            volume=100.0,
+            start=600,
+            rsi=55.0,
+            relative_volume=1.2,
+            relative_strength=0.98,
+        ),
     ):
         try:
             builder.build([template], now=NOW)
@@ -115,6 +132,7 @@ def check_against_reference(signal: Signal, now: float = NOW, received_at: objec
         assert contract.validate_pattern_event(event) is event
         assert without_flow_id(event) == without_flow_id(reference)
         assert list(event["data"]) == list(reference["data"])  # same key order on the wire
+        assert list(event["data"]["indicators"]) == list(reference["data"]["indicators"])
     assert built[0]["data"]["flow_id"] != built[1]["data"]["flow_id"]
 
 
@@ -128,7 +146,20 @@ ODD_VALUES = [NAN, INF, -INF, 1e308, 1e-308, 0.0, -0.0, -1.0, 1.5, 1.0000001, -1
 
 
 @pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
-@pytest.mark.parametrize("name", ["confidence", "close", "prev_close", "volume", "start", "timeframe"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "confidence",
+        "close",
+        "prev_close",
+        "volume",
+        "start",
+        "timeframe",
+        "rsi",
+        "relative_volume",
+        "relative_strength",
+    ],
+)
 def test_each_odd_number_meets_the_same_fate_on_both_paths(name: str, value: object) -> None:
     check_against_reference(replaced(PLAIN, **{name: value}))
 
@@ -155,6 +186,21 @@ def test_the_boundary_stamp_goes_out_as_bar_received_at_last() -> None:
     assert list(event["data"])[-1] == contract.DATA_BAR_RECEIVED_AT
     assert event["data"][contract.DATA_BAR_RECEIVED_AT] == NOW - 0.25
     assert contract.DATA_BAR_RECEIVED_AT not in EventBuilder().build([PLAIN], now=NOW)[0]["data"]
+
+
+def test_indicators_not_yet_defined_are_left_out_and_nan_is_refused() -> None:
+    builder = EventBuilder()
+    for signal, indicators in (
+        (PLAIN, {"rsi": 55.0, "relative_volume": 1.2, "relative_strength": 0.98}),
+        (replaced(PLAIN, rsi=None), {"relative_volume": 1.2, "relative_strength": 0.98}),
+        (replaced(PLAIN, relative_volume=None, relative_strength=None), {"rsi": 55.0}),
+        (Signal("AAPL", 60, 600, "Doji", "neutral", 0.5, 10.0, 9.5, 100.0), {}),  # none given: none yet
+    ):
+        for event in (*builder.build([signal, signal], now=NOW), signal_to_event(signal, now=NOW)):
+            assert event["data"]["indicators"] == indicators
+    for odd in (NAN, INF, -INF, "55", True):
+        with pytest.raises(REFUSALS):
+            builder.build([replaced(PLAIN, rsi=odd)], now=NOW)
 
 
 def engine_signals(symbols: int = 40, boundaries: int = 120) -> list[Signal]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tickstockpl.patterns.indicators import DEFAULT_RS_BARS, MAX_RS_BARS
 from tickstockpl.settings import Settings, SettingsError
 
 
@@ -66,6 +67,11 @@ def test_repr_masks_secrets() -> None:
         ("TICKSTOCKPL_SOURCE", "bloomberg", "synthetic"),
         ("TICKSTOCKPL_CRASH_AT", "somewhere", "after_move"),
         ("TICKSTOCKPL_SYNTHETIC_LOOKBACK", "-60", "0 or more"),
+        ("TICKSTOCKPL_RS_BARS", "0", "within 1-1000"),
+        ("TICKSTOCKPL_RS_BARS", "1001", "within 1-1000"),
+        ("TICKSTOCKPL_RS_BARS", "twenty", "invalid literal"),
+        ("TICKSTOCKPL_RS_BENCHMARK", "SPY QQQ", "one symbol"),
+        ("TICKSTOCKPL_RS_BENCHMARK", "S" * 21, "one symbol"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, reason: str) -> None:
@@ -104,3 +110,15 @@ def test_database_uri_wins() -> None:
     settings = Settings.from_env({"DATABASE_URI": uri}, env_file=None)
     assert settings.postgres_dsn == uri
     assert "p@db" not in settings.postgres_target
+
+
+def test_relative_strength_settings() -> None:
+    """N and the benchmark of data.indicators.relative_strength; the bound is the engine's."""
+    default = Settings.from_env({}, env_file=None)
+    assert (default.rs_bars, default.rs_benchmark) == (DEFAULT_RS_BARS, "")  # the equal-weighted universe
+    chosen = Settings.from_env(
+        {"TICKSTOCKPL_RS_BARS": str(MAX_RS_BARS), "TICKSTOCKPL_RS_BENCHMARK": " SPY "}, env_file=None
+    )
+    assert (chosen.rs_bars, chosen.rs_benchmark) == (MAX_RS_BARS, "SPY")
+    with pytest.raises(SettingsError):
+        Settings.from_env({"TICKSTOCKPL_RS_BARS": str(MAX_RS_BARS + 1)}, env_file=None)

@@ -38,6 +38,12 @@ NUMERIC_DATA_FIELDS: Final = (
     "expires_at",
     DATA_BAR_RECEIVED_AT,
 )
+# `data.indicators` (§2.3): the consumer's pattern cache filters and sorts by these; each is left out
+# until defined (docs/patterns.md, "Indicators"), and none other is sent.
+INDICATOR_RSI: Final = "rsi"
+INDICATOR_RELATIVE_VOLUME: Final = "relative_volume"
+INDICATOR_RELATIVE_STRENGTH: Final = "relative_strength"
+INDICATORS: Final = (INDICATOR_RSI, INDICATOR_RELATIVE_VOLUME, INDICATOR_RELATIVE_STRENGTH)
 
 # The candlestick names TickStockAppV2's UI offers (§3.1); backtest jobs use them verbatim.
 UI_CANDLESTICK_PATTERNS: Final = (
@@ -104,12 +110,18 @@ def _validate_data(data: object) -> None:
         raise ContractError("data.expires_at", "must be later than data.timestamp")
     _validate_tier(data)
     if "indicators" in data:
-        if not isinstance(data["indicators"], dict):
-            raise ContractError("data.indicators", "must be an object")
-        for key, value in data["indicators"].items():
-            check_number(f"data.indicators.{key}", value)
+        _validate_indicators(data["indicators"])
     for key, value in data.items():
         check_extra(f"data.{check_key('data', key)}", value)
+
+
+def _validate_indicators(indicators: object) -> None:
+    if not isinstance(indicators, dict):
+        raise ContractError("data.indicators", "must be an object")
+    for key, value in indicators.items():
+        if key not in INDICATORS:
+            raise ContractError("data.indicators", f"{key!r} is not one of {list(INDICATORS)}")
+        check_number(f"data.indicators.{key}", value)
 
 
 def _validate_tier(data: Mapping[str, Any]) -> None:
@@ -134,13 +146,15 @@ def build_pattern_event(
     volume: float | None = None,
     detected_at: float | None = None,
     expires_at: float | None = None,
+    indicators: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """Build the exact envelope the consumer parses (single nesting, `pattern`, UUID4 flow_id).
 
     `detected_at` becomes `data.timestamp` (the bar close, epoch seconds), `expires_at` `data.expires_at`
-    (the consumer's cache expiry, later than the timestamp); `tier` is sent as both
+    (the consumer's cache expiry, later than the timestamp); `indicators` become `data.indicators`
+    (the names in INDICATORS, finite numbers); `tier` is sent as both
     `tier` and `source`, since browsers read one and the consumer's cache the other.
     Raises ContractError naming the field when any input is out of contract.
     """
@@ -160,6 +174,12 @@ def build_pattern_event(
     for key, value in optional.items():
         if value is not None:
             data[key] = float(check_number(f"data.{key}", value)) if key != "volume" else value
+    if indicators is not None:
+        if not isinstance(indicators, Mapping):
+            raise ContractError("data.indicators", "must be an object")
+        data["indicators"] = {
+            key: float(check_number(f"data.indicators.{key}", value)) for key, value in indicators.items()
+        }
     if tier is not None:
         data["tier"] = tier
         data["source"] = tier

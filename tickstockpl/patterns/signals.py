@@ -27,7 +27,9 @@ COMBO = "combo"  # the tier of a pattern confirmed on two timeframes
 
 
 class Signal(NamedTuple):
-    """One detected pattern on one closed bar, with what the event needs."""
+    """One detected pattern on one closed bar, with what the event needs.
+
+    The indicators (patterns/indicators.py) are None while not defined: the event leaves them out."""
 
     symbol: str
     timeframe: int
@@ -38,6 +40,9 @@ class Signal(NamedTuple):
     close: float
     prev_close: float
     volume: float
+    rsi: float | None = None
+    relative_volume: float | None = None
+    relative_strength: float | None = None
     confirmed_by: int = 0  # a combo (tier combo): the lower timeframe that confirmed it (combos.py)
 
     @property
@@ -48,6 +53,14 @@ class Signal(NamedTuple):
     def price_change(self) -> float:
         """Percent change of the close against the previous bar's close."""
         return (self.close / self.prev_close - 1.0) * 100.0 if self.prev_close > 0 else 0.0
+
+    @property
+    def indicators(self) -> dict[str, Any]:
+        """`data.indicators`: the defined ones (not None), in the contract's order."""
+        values = (self.rsi, self.relative_volume, self.relative_strength)
+        return {
+            name: value for name, value in zip(contract.INDICATORS, values, strict=True) if value is not None
+        }
 
 
 def signal_to_event(
@@ -84,6 +97,7 @@ def signal_to_event(
         volume=signal.volume,
         detected_at=float(close),
         expires_at=float(expires),
+        indicators=signal.indicators,
         extra=extra,
         now=now,
     )
@@ -156,7 +170,10 @@ class EventBuilder:
     def _direct(
         self, s: Signal, flow_id: str, stamp: float, received_at: float | None
     ) -> dict[str, Any] | None:
-        symbol, timeframe, start, pattern, direction, confidence, close, _, volume, confirmed_by = s
+        (
+            symbol, timeframe, start, pattern, direction, confidence, close, _, volume,
+            rsi, rvol, strength, confirmed_by,
+        ) = s  # fmt: skip
         if (
             symbol not in self._symbols
             or (pattern, direction, timeframe) not in self._names
@@ -165,13 +182,24 @@ class EventBuilder:
             or type(volume) is not float
             or type(start) is not int
             or not 0.0 <= confidence <= 1.0
-            or not math.isfinite(close + volume)  # a sum of finite floats may overflow: then go slow
             or type(confirmed_by) is not int
             or confirmed_by < 0
         ):
             return None
+        indicators: dict[str, float] = {}
+        finite = close + volume  # a sum of finite floats may overflow: then go the reference way
+        for name, value in (
+            (contract.INDICATOR_RSI, rsi),
+            (contract.INDICATOR_RELATIVE_VOLUME, rvol),
+            (contract.INDICATOR_RELATIVE_STRENGTH, strength),
+        ):
+            if value is not None:  # None: not defined yet, left out
+                if type(value) is not float:
+                    return None
+                indicators[name] = value
+                finite += value
         change = round(s.price_change, 4)
-        if not math.isfinite(change):
+        if not math.isfinite(finite + change):
             return None
         tier, label = self._frames[timeframe]
         ends, expires = self.times(timeframe, start)
@@ -189,6 +217,7 @@ class EventBuilder:
             "volume": volume,
             "timestamp": float(ends),
             "expires_at": float(expires),
+            "indicators": indicators,
             "tier": tier,
             "source": tier,
             "direction": direction,

@@ -27,6 +27,13 @@ from tickstockpl.bars import (
 )
 from tickstockpl.patterns.candle_settings import Total
 from tickstockpl.patterns.engine import DIRECTIONS, Hits, PatternSet, evaluate
+from tickstockpl.patterns.indicators import (
+    DEFAULT_RS_BARS,
+    RELATIVE_VOLUME_BARS,
+    Indicators,
+    defined,
+    relative_volume,
+)
 from tickstockpl.patterns.running_totals import advance_totals
 from tickstockpl.patterns.signals import Signal
 from tickstockpl.patterns.windows import FloatArray, Windows
@@ -45,14 +52,19 @@ class StreamingEngine:
         capacity: int = 256,
         width: int | None = None,
         max_series: int = contract.MAX_TRACKED_SYMBOLS,
+        *,
+        rs_bars: int = DEFAULT_RS_BARS,
+        rs_benchmark: str = "",
     ) -> None:
+        """`rs_bars` and `rs_benchmark`: the relative strength's N and benchmark (patterns/indicators.py)."""
         self.pset = pset or PatternSet()
         # A feed of ever-new symbols must not grow the state without bound: at `max_series` series, the
         # least recently updated ones are forgotten (their pattern history restarts if they come back).
         self.max_series = max_series
         self.evicted = 0
         self._free: list[int] = []  # rows of forgotten series, reused before the arrays grow
-        self.width = max(width or 0, self.pset.width)  # a wider window changes nothing but memory
+        # A wider window changes nothing but memory; relative volume reads the 20 bars before the bar.
+        self.width = max(width or 0, self.pset.width, RELATIVE_VOLUME_BARS + 1)
         self._rows: dict[tuple[str, int], int] = {}
         self._keys: list[tuple[str, int] | None] = []  # by row; None for a free row
         self._buf = np.full((FIELDS, capacity, self.width), np.nan)
@@ -61,6 +73,7 @@ class StreamingEngine:
         self._last_start = np.full(capacity, np.iinfo(np.int64).min, np.int64)
         # TA-Lib's running totals at each series' last bar (rules.py), carried bar by bar.
         self._totals = {total: np.full(capacity, np.nan) for total in self.pset.totals}
+        self.indicators = Indicators(capacity, self.width, rs_bars, rs_benchmark)
         # The last batch's series, in order: the next boundary is usually the same list.
         self._last_batch: tuple[tuple[str, ...], tuple[int, ...], npt.NDArray[np.intp]] | None = None
         self.accepted = 0
@@ -140,6 +153,10 @@ class StreamingEngine:
         self._last_batch = None
         self.evicted += len(gone)
 
+    def _benchmark_row(self, timeframe: int) -> int | None:
+        """The row of the relative strength's benchmark series at `timeframe`, if it has one."""
+        return self._rows.get((self.indicators.rs_benchmark, timeframe))
+
     def _grow(self) -> None:
         old = self._count.shape[0]
         size = old * 2
@@ -153,6 +170,7 @@ class StreamingEngine:
         self._totals = {
             total: np.concatenate([values, np.full(old, np.nan)]) for total, values in self._totals.items()
         }
+        self.indicators.grow(old)
 
     def _process_chunk(
         self,
@@ -178,11 +196,13 @@ class StreamingEngine:
         if self._bad_rows:
             codes[(codes == 0) & np.isin(rows, self._bad_rows)] = REASONS.index(BAD_SYMBOL) + 1
         keep: npt.NDArray[np.intp] | None = None
+        timeframes: tuple[Any, ...] = columns[1]
         if codes.any():
             for code, number in zip(*np.unique(codes[codes > 0], return_counts=True), strict=True):
                 self.rejected[REASONS[int(code) - 1]] += int(number)
             keep = np.flatnonzero(codes == 0)
             rows, starts, values = rows[keep], starts[keep], values[:, keep]
+            timeframes = tuple(timeframes[i] for i in keep.tolist())
         if not len(rows):
             return []
         self.accepted += len(rows)
@@ -191,7 +211,7 @@ class StreamingEngine:
         if not len(hits.rows):
             return []
         at = hits.rows if keep is None else keep[hits.rows]  # positions in the chunk
-        return self._signals(win, hits, columns, at.tolist(), starts)
+        return self._signals(win, hits, columns, at.tolist(), starts, rows, timeframes)
 
     def _push(
         self, rows: npt.NDArray[np.intp], starts: npt.NDArray[np.int64], values: FloatArray
@@ -216,6 +236,7 @@ class StreamingEngine:
         self._count[where] = np.minimum(self._count[where] + 1, self.width)
         self._seen[where] += 1
         index = self._seen[where] - 1
+        self.indicators.advance(where, rows, index, block[3])
         totals = advance_totals(
             (block[0], block[1], block[2], block[3]),
             index,
@@ -233,16 +254,24 @@ class StreamingEngine:
         columns: tuple[tuple[Any, ...], ...],
         at: list[int],
         starts: npt.NDArray[np.int64],
+        accepted: npt.NDArray[np.intp],
+        timeframes: tuple[Any, ...],
     ) -> list[Signal]:
-        """Signals for the hits, built column-wise (plain Python values, as the event builder wants)."""
+        """Signals for the hits, built column-wise (plain Python values, as the event builder wants).
+        `accepted` and `timeframes` are the rows and timeframes of the chunk's accepted bars (the
+        relative strength's universe)."""
         names = self.pset.names
         rows = hits.rows
-        symbols, timeframes = columns[0], columns[1]
+        symbols = columns[0]
+        series = accepted[rows]
+        strength = self.indicators.relative_strength(
+            accepted, rows, starts, timeframes, self._benchmark_row, self._last_start
+        )
         return list(
             map(
                 Signal,
                 [symbols[i] for i in at],
-                [timeframes[i] for i in at],
+                [columns[1][i] for i in at],
                 starts[rows].tolist(),
                 [names[p] for p in hits.patterns.tolist()],
                 [DIRECTIONS[d] for d in hits.directions.tolist()],
@@ -250,5 +279,8 @@ class StreamingEngine:
                 win.close[rows, -1].tolist(),
                 win.close[rows, -2].tolist(),
                 win.volume[rows, -1].tolist(),
+                defined(self.indicators.rsi(series, self._seen[series] - 1)),
+                defined(relative_volume(win.volume)[rows]),  # for every row: cheaper than a gather first
+                defined(strength),
             )
         )

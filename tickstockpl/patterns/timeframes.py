@@ -30,6 +30,7 @@ from tickstockpl import contract
 from tickstockpl.bars import Bar, check_arrays, parse_timeframe, symbol_is_valid
 from tickstockpl.patterns.combos import ComboFinder
 from tickstockpl.patterns.engine import PatternSet
+from tickstockpl.patterns.indicators import DEFAULT_RS_BARS
 from tickstockpl.patterns.sessions import DAY, IntArray, SessionCalendar
 from tickstockpl.patterns.signals import Signal
 from tickstockpl.patterns.streaming import StreamingEngine
@@ -252,12 +253,20 @@ class TimeframeEngine:
         pset: PatternSet | None = None,
         combo_lengths: Sequence[int] = (),
         max_series: int = contract.MAX_TRACKED_SYMBOLS,
+        rs_bars: int = DEFAULT_RS_BARS,
+        rs_benchmark: str = "",
     ) -> None:
         self.calendar = calendar
-        self.base = StreamingEngine(pset, max_series=max_series)
+
+        def engine(patterns: PatternSet | None) -> StreamingEngine:
+            return StreamingEngine(
+                patterns, max_series=max_series, rs_bars=rs_bars, rs_benchmark=rs_benchmark
+            )
+
+        self.base = engine(pset)
         self.pset = self.base.pset
         self.aggregator = Aggregator(lengths, calendar, max_rows=max_series)
-        self.engines = {length: StreamingEngine(self.pset, max_series=max_series) for length in set(lengths)}
+        self.engines = {length: engine(self.pset) for length in set(lengths)}
         self.combos = ComboFinder(combo_lengths, calendar) if len(set(combo_lengths)) > 1 else None
 
     @property
@@ -306,13 +315,19 @@ def engine_for(
     combo_timeframes: Sequence[str],
     calendar: SessionCalendar,
     pset: PatternSet | None = None,
+    *,
+    rs_bars: int = DEFAULT_RS_BARS,
+    rs_benchmark: str = "",
 ) -> StreamingEngine | TimeframeEngine:
-    """The detector's engine for its settings: a plain StreamingEngine when no timeframe is added."""
+    """The detector's engine for its settings: a plain StreamingEngine when no timeframe is added.
+    `rs_bars` and `rs_benchmark`: the relative strength's settings, for every timeframe's engine."""
     if not timeframes:
-        return StreamingEngine(pset)
+        return StreamingEngine(pset, rs_bars=rs_bars, rs_benchmark=rs_benchmark)
     return TimeframeEngine(
         [parse_timeframe(label) for label in timeframes],
         calendar,
         pset=pset,
+        rs_bars=rs_bars,
+        rs_benchmark=rs_benchmark,
         combo_lengths=[parse_timeframe(label) for label in combo_timeframes],
     )

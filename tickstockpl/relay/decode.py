@@ -24,7 +24,7 @@ from tickstockpl import contract
 _BIG_FLOAT = 9.2e18  # just under 2**63
 # str(uuid.UUID(v)) == v and version 4 (which needs the RFC 4122 variant: 8, 9, a or b).
 _FLOW_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-_NOT_FLAT = ("data", "indicators")  # keys the contract wants absent or an object: the full path decides
+_NOT_FLAT = ("data", "indicators")  # the contract wants these absent or an object: checked apart
 _MAX_KEY_LEN = 200  # the contract's limit on an object key
 _MAX_TEXT_LEN = 10_000  # the contract's limit on an extra text field
 _CHECKED_KEYS: set[str] = set()  # data keys already found to be plain text; a handful in practice
@@ -72,9 +72,10 @@ def _plain_key(key: object) -> bool:
 def _plainly_valid(event: object) -> bool:
     """True only for a flat event that `contract.validate_pattern_event` certainly accepts.
 
-    Flat: every value in `data` is text, a number, a bool or null (no objects or arrays, so no
-    `indicators` either). False means "not vouched for", not "invalid". One function with the
-    checks inline: the relay runs it for every record, and Python's calls cost more than the checks.
+    Flat: every value in `data` is text, a number, a bool or null (no objects or arrays), except
+    `indicators`, which the detector sends with every event: an object of the contract's indicator
+    names and floats. False means "not vouched for", not "invalid". One function with the checks
+    inline: the relay runs it for every record, and Python's calls cost more than the checks.
     """
     if type(event) is not dict or len(event) != 4:
         return False
@@ -103,7 +104,9 @@ def _plainly_valid(event: object) -> bool:
     # pattern included, whose lengths are checked above), a bool or null.
     for key, value in data.items():
         if (key not in _CHECKED_KEYS and not _plain_key(key)) or key in _NOT_FLAT:
-            return False
+            if key != "indicators" or not _plain_indicators(value):
+                return False
+            continue
         kind = type(value)
         if kind is float:
             if not -_BIG_FLOAT < value < _BIG_FLOAT:
@@ -117,6 +120,14 @@ def _plainly_valid(event: object) -> bool:
         elif kind not in (int, bool, type(None)):
             return False
     return _plain_relations(data)
+
+
+def _plain_indicators(value: object) -> bool:
+    """`data.indicators` as the detector sends it: the contract's names, floats (finite: bounded)."""
+    return type(value) is dict and all(
+        key in contract.INDICATORS and type(number) is float and -_BIG_FLOAT < number < _BIG_FLOAT
+        for key, number in value.items()
+    )
 
 
 def _plain_relations(data: dict[str, Any]) -> bool:

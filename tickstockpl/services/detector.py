@@ -196,7 +196,13 @@ class Detector:
         self.settings = settings
         self.source = source or build_source(settings)
         calendar = SessionCalendar(settings.session_calendar)  # timeframes, and every event's expires_at
-        self.engine = engine or engine_for(settings.timeframes, settings.combo_timeframes, calendar)
+        self.engine = engine or engine_for(
+            settings.timeframes,
+            settings.combo_timeframes,
+            calendar,
+            rs_bars=settings.rs_bars,
+            rs_benchmark=settings.rs_benchmark,
+        )
         self.events = EventBuilder(calendar)
         self.min_confidence = settings.min_confidence
         self.shard = settings.shard
