@@ -111,6 +111,9 @@ def publishable(signals: Iterable[Signal], min_confidence: float) -> list[Signal
     return [s for s in signals if round(s.confidence, contract.CONFIDENCE_DECIMALS) >= min_confidence]
 
 
+_RSI, _RELATIVE_VOLUME, _RELATIVE_STRENGTH = contract.INDICATORS
+
+
 class EventBuilder:
     """`signal_to_event` for many signals at once, several times cheaper, with the same result.
 
@@ -186,18 +189,19 @@ class EventBuilder:
             or confirmed_by < 0
         ):
             return None
-        indicators: dict[str, float] = {}
-        finite = close + volume  # a sum of finite floats may overflow: then go the reference way
-        for name, value in (
-            (contract.INDICATOR_RSI, rsi),
-            (contract.INDICATOR_RELATIVE_VOLUME, rvol),
-            (contract.INDICATOR_RELATIVE_STRENGTH, strength),
-        ):
-            if value is not None:  # None: not defined yet, left out
-                if type(value) is not float:
-                    return None
-                indicators[name] = value
-                finite += value
+        # A sum of finite floats may overflow: then go the reference way.
+        if type(rsi) is float and type(rvol) is float and type(strength) is float:  # after warm-up
+            indicators = {_RSI: rsi, _RELATIVE_VOLUME: rvol, _RELATIVE_STRENGTH: strength}
+            finite = close + volume + rsi + rvol + strength
+        else:
+            indicators = {}
+            finite = close + volume
+            for name, value in ((_RSI, rsi), (_RELATIVE_VOLUME, rvol), (_RELATIVE_STRENGTH, strength)):
+                if value is not None:  # None: not defined yet, left out
+                    if type(value) is not float:
+                        return None
+                    indicators[name] = value
+                    finite += value
         change = round(s.price_change, 4)
         if not math.isfinite(finite + change):
             return None
