@@ -9,8 +9,10 @@ speed measured in the same run, and its memory at two file sizes.
    wall clock and by CPU time: on a shared machine the CPU figures are the steadier comparison.
 2. `replay_bars_per_s`: the CLI as a fresh process (`tickstockpl replay FILE --json`, imports, parsing,
    the time-ordered merge, the engine, the summary) on a file of BARS bars (SYMBOLS symbols, one bar a
-   minute, our layout in time order), with the same candlesticks (`--patterns`), so the ratio compares
-   like with like; then with the whole default set against that set's engine speed.
+   minute, our layout in time order), with the same candlesticks (`--patterns`) and the feed's own
+   timeframe only (TICKSTOCKPL_TIMEFRAMES=none), so the ratio compares like with like; then with the
+   whole default set against that set's engine speed; and, for information, with the default
+   timeframes and combos (5m, 15m, 1h, 1d: more engine work than the baseline does).
 3. `replay_rss_mb`: the CLI's peak RSS (VmHWM) on that file and on one twice its size: flat, because
    memory follows the number of symbols, not of bars.
 4. For information: a Massive flat file of BARS bars, gzipped and listed ticker by ticker (as Massive
@@ -31,6 +33,7 @@ from bench.bench_detector import BOUNDARIES, WARMUP, make_market
 from bench.common import print_table, record
 from tickstockpl.bars import Bar
 from tickstockpl.patterns import DEFAULT_CANDLES, PatternSet, StreamingEngine
+from tickstockpl.settings import Settings
 
 MINUTES = 1_000  # x SYMBOLS = 2,000,000 bars
 BARS = MINUTES * SYMBOLS
@@ -55,8 +58,11 @@ def engine_rates(pset: PatternSet, data: list[list[Bar]]) -> tuple[float, float]
     return max(wall), max(cpu)
 
 
-def replay(path: Path, *patterns: str) -> dict[str, float]:
-    run = run_cli(None, "replay", str(path), "--json", *patterns)
+FEED_ONLY = Settings(timeframes=(), combo_timeframes=())  # the baseline's work: the feed's own bars
+
+
+def replay(path: Path, *patterns: str, settings: Settings | None = FEED_ONLY) -> dict[str, float]:
+    run = run_cli(settings, "replay", str(path), "--json", *patterns)
     report = json.loads(run["stdout"])
     bars = report["bars"]
     return {**run, "bars": bars, "rate": bars / run["wall_s"], "cpu_rate": bars / run["cpu_s"]}
@@ -77,10 +83,11 @@ def main() -> None:
         del data
         candles = replay(small, "--patterns", CANDLES)
         full = replay(small)
+        timeframes = replay(small, settings=None)  # the defaults, as a user runs it
         double = replay(large, "--patterns", CANDLES)
         massive = replay(flat, "--patterns", CANDLES)
         sizes_mb = {path: path.stat().st_size / 1e6 for path in (small, large, flat)}
-    for run in (candles, full, double, massive):
+    for run in (candles, full, timeframes, double, massive):
         assert run["bars"] in (BARS, 2 * BARS), run
     print_table(
         f"Replay end to end (fresh process) against the detector's engine, {SYMBOLS:,} symbols",
@@ -123,6 +130,15 @@ def main() -> None:
                 full["peak_rss_mb"],
             ],
             [
+                "replay CLI, whole default set, default timeframes and combos",
+                timeframes["bars"],
+                timeframes["rate"],
+                timeframes["rate"] / full_rate,
+                timeframes["cpu_rate"],
+                timeframes["cpu_rate"] / full_cpu,
+                timeframes["peak_rss_mb"],
+            ],
+            [
                 "replay CLI, candlesticks, file twice as big",
                 double["bars"],
                 double["rate"],
@@ -154,6 +170,7 @@ def main() -> None:
             "replay_vs_detector": candles["rate"] / candle_rate,
             "replay_vs_detector_cpu": candles["cpu_rate"] / candle_cpu,
             "replay_default_set_bars_per_s": full["rate"],
+            "replay_default_timeframes_bars_per_s": timeframes["rate"],
             "replay_massive_gz_bars_per_s": massive["rate"],
             "replay_rss_mb": candles["peak_rss_mb"],
             "replay_rss_mb_2x": double["peak_rss_mb"],
