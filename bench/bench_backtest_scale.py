@@ -26,16 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import psycopg2
 
-from bench.common import print_table, record
+from bench.common import print_table, record, start_postgres
 from tickstockpl import contract
 from tickstockpl.backtest.store import PostgresHistory
-from tickstockpl.local_servers import LocalPostgres
 from tickstockpl.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,30 +42,6 @@ DAILY_YEARS = 25
 MINUTE_SYMBOLS = 20
 DAY = 86_400
 PATTERNS = ",".join(contract.UI_CANDLESTICK_PATTERNS)
-
-
-def start_postgres(directory: Path) -> tuple[LocalPostgres, Settings]:
-    postgres = LocalPostgres(directory / "postgres").start()
-    password = uuid.uuid4().hex
-    conn = psycopg2.connect(postgres.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE tickstock")
-    conn.close()
-    conn = psycopg2.connect(postgres.dsn("tickstock"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute((ROOT / "db" / "init.sql").read_text())
-        cur.execute("ALTER ROLE app_readwrite PASSWORD %s", (password,))
-    conn.close()
-    settings = Settings(
-        postgres_host=postgres.host,
-        postgres_port=postgres.port,
-        postgres_db="tickstock",
-        postgres_user="app_readwrite",
-        postgres_password=password,
-    )
-    return postgres, settings
 
 
 def daily_starts(years: int) -> np.ndarray:
@@ -162,7 +136,7 @@ def cli_backtest(
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-backtest-scale-") as directory:
         Path(directory).chmod(0o755)  # as root, PostgreSQL runs as its own user and must get in
-        postgres, settings = start_postgres(Path(directory))
+        postgres, settings = start_postgres(Path(directory), durable=False)
         try:
             figures = run_all(settings, Path(directory))
         finally:

@@ -21,16 +21,13 @@ import os
 import re
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from bench.bar_data import SYMBOLS, generate, run_cli
-from bench.common import print_table, record
-from tickstockpl.local_servers import LocalPostgres
+from bench.common import print_table, record, start_postgres
 from tickstockpl.settings import Settings
 from tickstockpl.stores import connect_postgres, copy_from
 
-ROOT = Path(__file__).resolve().parents[1]
 MINUTES = 1_000  # x SYMBOLS = 2,000,000 bars
 COPY_TABLE = "bench_copy_baseline"
 COPY_SQL = (
@@ -38,29 +35,12 @@ COPY_SQL = (
 )
 
 
-def start_postgres(directory: Path) -> tuple[LocalPostgres, Settings]:
-    postgres = LocalPostgres(directory / "postgres", durable=True).start()
-    password = uuid.uuid4().hex
-    admin = connect_postgres(postgres.dsn("postgres"))
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE tickstock")
-    admin.close()
-    admin = connect_postgres(postgres.dsn("tickstock"))
-    with admin.cursor() as cur:
-        cur.execute((ROOT / "db" / "init.sql").read_text())
-        cur.execute("ALTER ROLE app_readwrite PASSWORD %s", (password,))
-        cur.execute(f"CREATE TABLE {COPY_TABLE} (LIKE historical_bars INCLUDING ALL)")
-        cur.execute(f"ALTER TABLE {COPY_TABLE} ALTER timeframe SET DEFAULT '1m'")
-        cur.execute(f"GRANT INSERT, SELECT ON {COPY_TABLE} TO app_readwrite")
-    admin.close()
-    settings = Settings(
-        postgres_host=postgres.host,
-        postgres_port=postgres.port,
-        postgres_db="tickstock",
-        postgres_user="app_readwrite",
-        postgres_password=password,
-    )
-    return postgres, settings
+# The plain-COPY baseline's empty table, made beside historical_bars when the server starts.
+BASELINE_TABLE_SQL = (
+    f"CREATE TABLE {COPY_TABLE} (LIKE historical_bars INCLUDING ALL)",
+    f"ALTER TABLE {COPY_TABLE} ALTER timeframe SET DEFAULT '1m'",
+    f"GRANT INSERT, SELECT ON {COPY_TABLE} TO app_readwrite",
+)
 
 
 def plain_copy(settings: Settings, path: Path) -> tuple[float, int]:
@@ -98,7 +78,7 @@ def main() -> None:
         started = time.perf_counter()
         files = generate(directory, MINUTES, all_three=False)
         print(f"generated in {time.perf_counter() - started:.1f} s", flush=True)
-        postgres, settings = start_postgres(directory)
+        postgres, settings = start_postgres(directory, durable=True, setup=BASELINE_TABLE_SQL)
         try:
             copy_s, copied = plain_copy(settings, files.plain)
             load = run_cli(settings, "load-history", str(files.plain))

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 import psycopg2
 import redis
 
-from bench.common import print_table, record
+from bench.common import print_table, record, start_durable_stores
 from tickstockpl import contract, outbox
 from tickstockpl.audit import AuditLog
 from tickstockpl.local_servers import LocalPostgres, LocalRedis
@@ -82,30 +81,8 @@ def events(count: int, now: float | None = None) -> list[dict[str, Any]]:
 
 
 def start_servers(directory: Path) -> tuple[LocalRedis, LocalPostgres, Settings]:
-    redis_server = LocalRedis(directory / "redis").start()
-    postgres = LocalPostgres(directory / "postgres", durable=True).start()
-    password = uuid.uuid4().hex
-    conn = psycopg2.connect(postgres.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE tickstock")
-    conn.close()
-    conn = psycopg2.connect(postgres.dsn("tickstock"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute((ROOT / "db" / "init.sql").read_text())
-        cur.execute("ALTER ROLE app_readwrite PASSWORD %s", (password,))
-    conn.close()
-    settings = Settings(
-        redis_host=redis_server.host,
-        redis_port=redis_server.port,
-        postgres_host=postgres.host,
-        postgres_port=postgres.port,
-        postgres_db="tickstock",
-        postgres_user="app_readwrite",
-        postgres_password=password,
-    )
-    return redis_server, postgres, settings
+    """Fresh durable stores; the settings connect as app_readwrite, which may also TRUNCATE between phases."""
+    return start_durable_stores(directory, role="app_readwrite")
 
 
 def reset(settings: Settings) -> None:

@@ -46,17 +46,18 @@ def record(figures: Mapping[str, float]) -> None:
     RESULTS_PATH.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
 
 
-def start_durable_stores(
-    directory: Path, database: str = "tickstock"
-) -> tuple[LocalRedis, LocalPostgres, Settings]:
-    """A fresh redis-server and PostgreSQL in `directory`, db/init.sql applied, as `make up` has them.
-
-    PostgreSQL keeps production's defaults, fsync and synchronous_commit on (the test fixtures turn
-    them off); Redis has its AOF (appendfsync everysec). The settings connect as the producer's own
-    audit role (tickstockpl_producer), as the services do under `make up`.
-    """
-    redis_server = LocalRedis(directory / "redis").start()
-    postgres = LocalPostgres(directory / "postgres", durable=True).start()
+def start_postgres(
+    directory: Path,
+    *,
+    durable: bool,
+    role: str = "app_readwrite",
+    database: str = "tickstock",
+    setup: Sequence[str] = (),
+) -> tuple[LocalPostgres, Settings]:
+    """A fresh PostgreSQL in `directory` with `database` made and db/init.sql applied, then `setup`
+    (admin statements); settings that connect as `role`, given a new password. `durable`: fsync
+    and synchronous_commit on, as in production (the test fixtures turn them off)."""
+    postgres = LocalPostgres(directory / "postgres", durable=durable).start()
     password = secrets.token_urlsafe(18)
     admin = postgres.dsn("postgres")
     conn = connect_postgres(admin)
@@ -69,19 +70,37 @@ def start_durable_stores(
     try:
         with conn.cursor() as cur:
             cur.execute((ROOT / "db" / "init.sql").read_text())
-            set_login_password(cur, AUDIT_ROLE, password)
+            set_login_password(cur, role, password)
+            for statement in setup:
+                cur.execute(statement)
     finally:
         conn.close()
     settings = Settings(
-        redis_host=redis_server.host,
-        redis_port=redis_server.port,
         postgres_host=postgres.host,
         postgres_port=postgres.port,
         postgres_db=database,
-        postgres_user=AUDIT_ROLE,
+        postgres_user=role,
         postgres_password=password,
     )
-    return redis_server, postgres, settings
+    return postgres, settings
+
+
+def start_durable_stores(
+    directory: Path, database: str = "tickstock", role: str = AUDIT_ROLE
+) -> tuple[LocalRedis, LocalPostgres, Settings]:
+    """A fresh redis-server and PostgreSQL in `directory`, db/init.sql applied, as `make up` has them.
+
+    PostgreSQL keeps production's defaults, fsync and synchronous_commit on; Redis has its AOF
+    (appendfsync everysec). By default the settings connect as the producer's own audit role
+    (tickstockpl_producer), as the services do under `make up`.
+    """
+    redis_server = LocalRedis(directory / "redis").start()
+    postgres, settings = start_postgres(directory, durable=True, role=role, database=database)
+    return (
+        redis_server,
+        postgres,
+        settings.replace(redis_host=redis_server.host, redis_port=redis_server.port),
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
